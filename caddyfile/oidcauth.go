@@ -1,0 +1,190 @@
+package caddyfile
+
+import (
+	"strconv"
+
+	"github.com/caddyserver/caddy/v2"
+	"github.com/caddyserver/caddy/v2/caddyconfig/caddyfile"
+	"github.com/caddyserver/caddy/v2/caddyconfig/httpcaddyfile"
+	"github.com/caddyserver/caddy/v2/modules/caddyhttp"
+
+	"github.com/oidcgate/caddy-oidc/oidcauth"
+)
+
+// parseOIDCAuth sets up the oidc_auth handler from Caddyfile tokens. Syntax:
+//
+//	oidc_auth [<matcher>] {
+//		issuer               <url>
+//		client_id            <id>
+//		client_secret        <secret>          # may be {env.NAME} or {file./path}
+//		scopes               <scope...>        # default: openid profile email
+//		redirect_url         <path|url>        # default: /oauth2/callback
+//		auth_param           <name> <value>    # repeatable
+//		login_path           <path>            # default: /oauth2/login
+//		logout_path          <path>            # default: /oauth2/logout
+//		userinfo_path        <path>            # default: /oauth2/userinfo
+//		post_logout_redirect <url>
+//		cookie_name          <name>            # default: oidc_session
+//		cookie_domain        <domain>
+//		cookie_path          <path>            # default: /
+//		session_lifetime     <duration>        # default: 24h
+//		idle_timeout         <duration>        # default: none
+//		session_keys         <base64-key...>   # default: generated, kept in Caddy's storage
+//		unauthenticated      auto|redirect|status [<code>]
+//		signing_algs         <alg...>
+//	}
+func parseOIDCAuth(h httpcaddyfile.Helper) (caddyhttp.MiddlewareHandler, error) {
+	a := new(oidcauth.Handler)
+	h.Next() // directive name
+	if h.NextArg() {
+		return nil, h.Errf("oidc_auth: unexpected argument %q; settings go in a block", h.Val())
+	}
+	for h.NextBlock(0) {
+		sub := h.Val()
+		switch sub {
+		case "issuer":
+			if err := oneArg(h.Dispenser, &a.Issuer); err != nil {
+				return nil, err
+			}
+		case "client_id":
+			if err := oneArg(h.Dispenser, &a.ClientID); err != nil {
+				return nil, err
+			}
+		case "client_secret":
+			if err := oneArg(h.Dispenser, &a.ClientSecret); err != nil {
+				return nil, err
+			}
+		case "scopes":
+			if err := someArgs(h.Dispenser, &a.Scopes); err != nil {
+				return nil, err
+			}
+		case "redirect_url":
+			if err := oneArg(h.Dispenser, &a.RedirectURL); err != nil {
+				return nil, err
+			}
+		case "auth_param":
+			args := h.RemainingArgs()
+			if len(args) != 2 {
+				return nil, h.Errf("oidc_auth: auth_param takes a name and a value, got %d arguments", len(args))
+			}
+			if a.AuthParams == nil {
+				a.AuthParams = make(map[string]string)
+			}
+			if _, dup := a.AuthParams[args[0]]; dup {
+				return nil, h.Errf("oidc_auth: auth_param %q given twice", args[0])
+			}
+			a.AuthParams[args[0]] = args[1]
+		case "login_path":
+			if err := oneArg(h.Dispenser, &a.LoginPath); err != nil {
+				return nil, err
+			}
+		case "logout_path":
+			if err := oneArg(h.Dispenser, &a.LogoutPath); err != nil {
+				return nil, err
+			}
+		case "userinfo_path":
+			if err := oneArg(h.Dispenser, &a.UserinfoPath); err != nil {
+				return nil, err
+			}
+		case "post_logout_redirect":
+			if err := oneArg(h.Dispenser, &a.PostLogoutRedirect); err != nil {
+				return nil, err
+			}
+		case "cookie_name":
+			if err := oneArg(h.Dispenser, &a.CookieName); err != nil {
+				return nil, err
+			}
+		case "cookie_domain":
+			if err := oneArg(h.Dispenser, &a.CookieDomain); err != nil {
+				return nil, err
+			}
+		case "cookie_path":
+			if err := oneArg(h.Dispenser, &a.CookiePath); err != nil {
+				return nil, err
+			}
+		case "session_lifetime":
+			if err := durationArg(h.Dispenser, &a.SessionLifetime); err != nil {
+				return nil, err
+			}
+		case "idle_timeout":
+			if err := durationArg(h.Dispenser, &a.IdleTimeout); err != nil {
+				return nil, err
+			}
+		case "session_keys":
+			if err := someArgs(h.Dispenser, &a.SessionKeys); err != nil {
+				return nil, err
+			}
+		case "unauthenticated":
+			args := h.RemainingArgs()
+			switch {
+			case len(args) == 1 && (args[0] == "auto" || args[0] == "redirect" || args[0] == "status"):
+				a.Unauthenticated = args[0]
+			case len(args) == 2 && (args[0] == "auto" || args[0] == "status"):
+				code, err := strconv.Atoi(args[1])
+				if err != nil || code < 400 || code > 599 {
+					return nil, h.Errf("oidc_auth: unauthenticated: bad status code %q (want 400-599)", args[1])
+				}
+				a.Unauthenticated, a.UnauthenticatedStatus = args[0], code
+			default:
+				return nil, h.Errf("oidc_auth: unauthenticated takes auto [<code>], redirect or status [<code>], got %q", args)
+			}
+		case "signing_algs":
+			if err := someArgs(h.Dispenser, &a.SigningAlgs); err != nil {
+				return nil, err
+			}
+		default:
+			return nil, h.Errf("oidc_auth: unknown subdirective %q", sub)
+		}
+	}
+	if a.Issuer == "" {
+		return nil, h.Err("oidc_auth: issuer is required")
+	}
+	if a.ClientID == "" {
+		return nil, h.Err("oidc_auth: client_id is required")
+	}
+	return a, nil
+}
+
+// oneArg reads exactly one argument of the current subdirective into dst,
+// refusing a repeated subdirective.
+func oneArg(d *caddyfile.Dispenser, dst *string) error {
+	sub := d.Val()
+	if *dst != "" {
+		return d.Errf("oidc_auth: %s given twice", sub)
+	}
+	args := d.RemainingArgs()
+	if len(args) != 1 {
+		return d.Errf("oidc_auth: %s takes exactly one argument, got %d", sub, len(args))
+	}
+	*dst = args[0]
+	return nil
+}
+
+// someArgs reads one or more arguments of the current subdirective.
+func someArgs(d *caddyfile.Dispenser, dst *[]string) error {
+	sub := d.Val()
+	if *dst != nil {
+		return d.Errf("oidc_auth: %s given twice", sub)
+	}
+	args := d.RemainingArgs()
+	if len(args) == 0 {
+		return d.Errf("oidc_auth: %s takes at least one argument", sub)
+	}
+	*dst = args
+	return nil
+}
+
+// durationArg reads one duration argument such as 30m, 12h or 7d.
+func durationArg(d *caddyfile.Dispenser, dst *caddy.Duration) error {
+	sub := d.Val()
+	var s string
+	if err := oneArg(d, &s); err != nil {
+		return err
+	}
+	dur, err := caddy.ParseDuration(s)
+	if err != nil || dur < 0 {
+		return d.Errf("oidc_auth: %s: bad duration %q", sub, s)
+	}
+	*dst = caddy.Duration(dur)
+	return nil
+}

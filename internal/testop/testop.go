@@ -1,0 +1,743 @@
+// Package testop is a small but real OpenID Connect provider for tests.
+//
+// It serves discovery, authorization (auto-approved, no login form), token
+// (authorization_code with mandatory PKCE S256, refresh_token), JWKS,
+// userinfo and end-session endpoints on a loopback HTTP server. Tests can
+// make it misbehave on purpose (see [Misbehavior]) to check that a relying
+// party rejects what the specifications tell it to reject.
+//
+// All signing is done with go-jose; the only token it assembles by hand is
+// the unsigned "alg":"none" one, which go-jose deliberately cannot produce.
+package testop
+
+import (
+	"crypto/sha256"
+	"encoding/base64"
+	"encoding/json"
+	"fmt"
+	"net"
+	"net/http"
+	"net/http/httptest"
+	"net/url"
+	"slices"
+	"strings"
+	"sync"
+	"time"
+)
+
+// Misbehavior selects a deliberate protocol violation. It affects tokens and
+// responses produced after [Provider.SetMisbehavior] is called.
+type Misbehavior int
+
+// The misbehaviours. Unless noted otherwise they apply to every ID token the
+// token endpoint issues (both grants) and to [Provider.LogoutToken].
+const (
+	// MisbehaveNone makes the provider behave correctly.
+	MisbehaveNone Misbehavior = iota
+	// WrongNonce puts a nonce that differs from the authorization request's
+	// into the ID token. In logout tokens it adds a nonce claim, which the
+	// back-channel logout spec forbids.
+	WrongNonce
+	// WrongAudience issues tokens for another client.
+	WrongAudience
+	// WrongIssuer issues tokens whose iss is not the provider's issuer.
+	WrongIssuer
+	// BadSignature corrupts the signature bytes of correctly signed tokens.
+	BadSignature
+	// AlgNone issues unsigned tokens with header "alg":"none".
+	AlgNone
+	// Expired issues tokens whose exp lies an hour in the past.
+	Expired
+	// IssuedInFuture issues tokens whose iat lies an hour in the future.
+	IssuedInFuture
+	// MissingKid publishes two keys in the JWKS while the token header
+	// carries no kid; OIDC Core 10.1 requires a kid in that case.
+	MissingKid
+	// UnknownKid signs with a key that the JWKS never publishes.
+	UnknownKid
+	// WrongAzp sets aud to the client plus another audience and azp to a
+	// party other than the client (ID tokens only).
+	WrongAzp
+	// BadAtHash sets an at_hash that does not match the access token (ID
+	// tokens only).
+	BadAtHash
+	// HS256Signed HMAC-signs tokens with the client secret, an algorithm the
+	// provider does not advertise.
+	HS256Signed
+	// AccessDenied makes the authorization endpoint redirect back with
+	// error=access_denied instead of a code.
+	AccessDenied
+	// NoIDToken omits id_token from token responses.
+	NoIDToken
+	// TokenEndpointError makes the token endpoint answer 500.
+	TokenEndpointError
+)
+
+var misbehaviorNames = [...]string{
+	MisbehaveNone:      "MisbehaveNone",
+	WrongNonce:         "WrongNonce",
+	WrongAudience:      "WrongAudience",
+	WrongIssuer:        "WrongIssuer",
+	BadSignature:       "BadSignature",
+	AlgNone:            "AlgNone",
+	Expired:            "Expired",
+	IssuedInFuture:     "IssuedInFuture",
+	MissingKid:         "MissingKid",
+	UnknownKid:         "UnknownKid",
+	WrongAzp:           "WrongAzp",
+	BadAtHash:          "BadAtHash",
+	HS256Signed:        "HS256Signed",
+	AccessDenied:       "AccessDenied",
+	NoIDToken:          "NoIDToken",
+	TokenEndpointError: "TokenEndpointError",
+}
+
+// String returns the constant's name, which makes subtest names readable.
+func (m Misbehavior) String() string {
+	if m >= 0 && int(m) < len(misbehaviorNames) {
+		return misbehaviorNames[m]
+	}
+	return fmt.Sprintf("Misbehavior(%d)", int(m))
+}
+
+// Config configures a [Provider]. The zero value is usable.
+type Config struct {
+	// ClientID is the only client the provider knows. Default "test-client".
+	ClientID string
+	// ClientSecret authenticates the client at the token endpoint, via
+	// client_secret_basic or client_secret_post. Default "test-secret".
+	ClientSecret string
+	// Subject is the user every authorization request is approved for.
+	// Default "user-1".
+	Subject string
+	// Claims are merged over the default extra ID token claims (email
+	// "alice@example.com", name "Alice Example", email_verified true). A key
+	// mapped to nil removes that claim. Protocol claims (iss, sub, aud, exp,
+	// iat, auth_time, nonce, at_hash, sid, azp) always win over these.
+	Claims map[string]any
+	// AccessTokenTTL is the expires_in of access tokens. Default 1h.
+	AccessTokenTTL time.Duration
+	// IDTokenPadding, if > 0, adds a "pad" claim so that ID tokens are
+	// roughly this many bytes long, to exercise realistic cookie sizes.
+	IDTokenPadding int
+	// AccessTokenSize is the length of the opaque access tokens. Default 64.
+	AccessTokenSize int
+	// Addr is the listen address. Default "127.0.0.1:0". A fixed port lets a
+	// test start the provider after a relying party was configured for it.
+	Addr string
+}
+
+// Provider is a running test OpenID provider. All methods are safe for
+// concurrent use.
+type Provider struct {
+	cfg    Config // immutable after New
+	issuer string
+	srv    *httptest.Server
+	closer sync.Once
+
+	mu             sync.Mutex
+	misbehavior    Misbehavior
+	down           bool
+	claims         map[string]any
+	current        *signingKey
+	published      []*signingKey // JWKS content, newest first
+	decoy          *signingKey   // extra JWKS key while MissingKid is active
+	rogue          *signingKey   // never published, for UnknownKid
+	codes          map[string]*authCode
+	refreshTokens  map[string]grant
+	accessTokens   map[string]accessToken
+	tokenCalls     int
+	refreshCalls   int
+	lastAuthorize  url.Values
+	lastEndSession url.Values
+}
+
+// grant is what an authorization (and every refresh of it) stands for.
+type grant struct {
+	clientID string
+	subject  string
+	scope    string
+	sid      string
+	authTime time.Time
+}
+
+type authCode struct {
+	grant
+	redirectURI   string
+	nonce         string
+	codeChallenge string
+	expires       time.Time
+}
+
+type accessToken struct {
+	subject string
+	expires time.Time
+}
+
+// codeTTL bounds how long an authorization code stays redeemable.
+const codeTTL = 5 * time.Minute
+
+// New starts a provider; it serves until [Provider.Close].
+func New(cfg Config) (*Provider, error) {
+	cfg.ClientID = orDefault(cfg.ClientID, "test-client")
+	cfg.ClientSecret = orDefault(cfg.ClientSecret, "test-secret")
+	cfg.Subject = orDefault(cfg.Subject, "user-1")
+	cfg.Addr = orDefault(cfg.Addr, "127.0.0.1:0")
+	if cfg.AccessTokenTTL <= 0 {
+		cfg.AccessTokenTTL = time.Hour
+	}
+	if cfg.AccessTokenSize <= 0 {
+		cfg.AccessTokenSize = 64
+	}
+	claims, err := mergeClaims(cfg.Claims)
+	if err != nil {
+		return nil, err
+	}
+	cfg.Claims = nil // the live copy is p.claims
+
+	key, err := newSigningKey()
+	if err != nil {
+		return nil, err
+	}
+	ln, err := net.Listen("tcp", cfg.Addr)
+	if err != nil {
+		return nil, fmt.Errorf("testop: listen: %w", err)
+	}
+	p := &Provider{
+		cfg:           cfg,
+		issuer:        issuerFor(ln.Addr()),
+		claims:        claims,
+		current:       key,
+		published:     []*signingKey{key},
+		codes:         map[string]*authCode{},
+		refreshTokens: map[string]grant{},
+		accessTokens:  map[string]accessToken{},
+	}
+	mux := http.NewServeMux()
+	mux.HandleFunc("GET /.well-known/openid-configuration", p.handleDiscovery)
+	mux.HandleFunc("/authorize", p.handleAuthorize)
+	mux.HandleFunc("POST /token", p.handleToken)
+	mux.HandleFunc("GET /keys", p.handleKeys)
+	mux.HandleFunc("/userinfo", p.handleUserinfo)
+	mux.HandleFunc("/end_session", p.handleEndSession)
+	p.srv = &httptest.Server{Listener: ln, Config: &http.Server{Handler: p.middleware(mux)}}
+	p.srv.Start()
+	return p, nil
+}
+
+// issuerFor turns the listener address into the issuer URL. A wildcard
+// listen address is reachable through loopback, which is what tests use.
+func issuerFor(a net.Addr) string {
+	host, port, err := net.SplitHostPort(a.String())
+	if err != nil {
+		return "http://" + a.String()
+	}
+	if ip := net.ParseIP(host); ip == nil || ip.IsUnspecified() {
+		host = "127.0.0.1"
+	}
+	return "http://" + net.JoinHostPort(host, port)
+}
+
+func orDefault(v, def string) string {
+	if v == "" {
+		return def
+	}
+	return v
+}
+
+// mergeClaims applies user claims over the defaults. The JSON round trip
+// deep-copies nested maps and slices so that later changes by the caller
+// cannot race with token issuance; UseNumber keeps large integers exact.
+func mergeClaims(extra map[string]any) (map[string]any, error) {
+	b, err := json.Marshal(extra)
+	if err != nil {
+		return nil, fmt.Errorf("testop: claims are not JSON-encodable: %w", err)
+	}
+	var cp map[string]any
+	dec := json.NewDecoder(strings.NewReader(string(b)))
+	dec.UseNumber()
+	if err := dec.Decode(&cp); err != nil {
+		return nil, fmt.Errorf("testop: copying claims: %w", err)
+	}
+	out := map[string]any{
+		"email":          "alice@example.com",
+		"name":           "Alice Example",
+		"email_verified": true,
+	}
+	for k, v := range cp {
+		if v == nil {
+			delete(out, k)
+		} else {
+			out[k] = v
+		}
+	}
+	return out, nil
+}
+
+// Issuer returns the issuer URL, "http://127.0.0.1:PORT" without a trailing
+// slash.
+func (p *Provider) Issuer() string { return p.issuer }
+
+// ClientID returns the configured (or default) client ID.
+func (p *Provider) ClientID() string { return p.cfg.ClientID }
+
+// ClientSecret returns the configured (or default) client secret.
+func (p *Provider) ClientSecret() string { return p.cfg.ClientSecret }
+
+// Close stops the server and waits for in-flight requests. It is idempotent.
+func (p *Provider) Close() { p.closer.Do(p.srv.Close) }
+
+// SetMisbehavior selects the misbehaviour for subsequent tokens and
+// responses; MisbehaveNone restores correct behaviour.
+func (p *Provider) SetMisbehavior(m Misbehavior) {
+	p.mu.Lock()
+	need := (m == MissingKid && p.decoy == nil) || (m == UnknownKid && p.rogue == nil)
+	p.mu.Unlock()
+	// RSA key generation is slow, so it runs outside the lock and only once.
+	var extra *signingKey
+	if need {
+		extra, _ = newSigningKey() // cannot fail with crypto/rand; sign reports a nil key
+	}
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	p.misbehavior = m
+	switch {
+	case m == MissingKid && p.decoy == nil:
+		p.decoy = extra
+	case m == UnknownKid && p.rogue == nil:
+		p.rogue = extra
+	}
+}
+
+// SetClaims replaces the extra ID token claims, with the same merge rules as
+// [Config.Claims]. It affects tokens issued afterwards, including refreshes.
+func (p *Provider) SetClaims(claims map[string]any) error {
+	c, err := mergeClaims(claims)
+	if err != nil {
+		return err
+	}
+	p.mu.Lock()
+	p.claims = c
+	p.mu.Unlock()
+	return nil
+}
+
+// RotateKeys switches to a new RSA signing key with a new kid. The JWKS
+// publishes the new key and, if keepOld, the previously published ones.
+func (p *Provider) RotateKeys(keepOld bool) {
+	key, err := newSigningKey()
+	if err != nil {
+		return // cannot happen with crypto/rand and a fixed key size
+	}
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	p.current = key
+	if keepOld {
+		p.published = append([]*signingKey{key}, p.published...)
+	} else {
+		p.published = []*signingKey{key}
+	}
+}
+
+// SetDown makes every endpoint answer 503 while down is true.
+func (p *Provider) SetDown(down bool) {
+	p.mu.Lock()
+	p.down = down
+	p.mu.Unlock()
+}
+
+// TokenCalls returns the number of token endpoint requests of any grant,
+// including those answered with an error, 503 or 500.
+func (p *Provider) TokenCalls() int {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	return p.tokenCalls
+}
+
+// RefreshCalls returns the number of refresh_token grant requests.
+func (p *Provider) RefreshCalls() int {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	return p.refreshCalls
+}
+
+// LastAuthorizeRequest returns a copy of the parameters of the most recent
+// authorization request, or nil if there was none.
+func (p *Provider) LastAuthorizeRequest() url.Values {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	return cloneValues(p.lastAuthorize)
+}
+
+// LastEndSessionRequest returns a copy of the parameters of the most recent
+// end-session request, or nil if there was none.
+func (p *Provider) LastEndSessionRequest() url.Values {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	return cloneValues(p.lastEndSession)
+}
+
+// RevokeRefreshTokens invalidates every refresh token issued so far; later
+// refresh_token grants with them answer 400 invalid_grant. Logins after the
+// call get fresh, valid refresh tokens.
+func (p *Provider) RevokeRefreshTokens() {
+	p.mu.Lock()
+	clear(p.refreshTokens)
+	p.mu.Unlock()
+}
+
+// ValidAccessToken reports whether tok was issued by this provider and has
+// not expired.
+func (p *Provider) ValidAccessToken(tok string) bool {
+	_, ok := p.lookupAccessToken(tok)
+	return ok
+}
+
+func (p *Provider) lookupAccessToken(tok string) (accessToken, bool) {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	at, ok := p.accessTokens[tok]
+	return at, ok && time.Now().Before(at.expires)
+}
+
+func cloneValues(v url.Values) url.Values {
+	if v == nil {
+		return nil
+	}
+	out := make(url.Values, len(v))
+	for k, vs := range v {
+		out[k] = slices.Clone(vs)
+	}
+	return out
+}
+
+// middleware counts token requests before the down check, so tests can see
+// that a relying party did try to reach an unavailable provider.
+func (p *Provider) middleware(next http.Handler) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		r.Body = http.MaxBytesReader(w, r.Body, 1<<20)
+		if r.URL.Path == "/token" {
+			_ = r.ParseForm() // errors are reported by handleToken
+			p.mu.Lock()
+			p.tokenCalls++
+			if r.PostForm.Get("grant_type") == "refresh_token" {
+				p.refreshCalls++
+			}
+			p.mu.Unlock()
+		}
+		p.mu.Lock()
+		down := p.down
+		p.mu.Unlock()
+		if down {
+			http.Error(w, "service unavailable", http.StatusServiceUnavailable)
+			return
+		}
+		next.ServeHTTP(w, r)
+	})
+}
+
+func (p *Provider) handleDiscovery(w http.ResponseWriter, _ *http.Request) {
+	writeJSON(w, http.StatusOK, map[string]any{
+		"issuer":                                p.issuer,
+		"authorization_endpoint":                p.issuer + "/authorize",
+		"token_endpoint":                        p.issuer + "/token",
+		"jwks_uri":                              p.issuer + "/keys",
+		"userinfo_endpoint":                     p.issuer + "/userinfo",
+		"end_session_endpoint":                  p.issuer + "/end_session",
+		"response_types_supported":              []string{"code"},
+		"grant_types_supported":                 []string{"authorization_code", "refresh_token"},
+		"subject_types_supported":               []string{"public"},
+		"id_token_signing_alg_values_supported": []string{"RS256"},
+		"code_challenge_methods_supported":      []string{"S256"},
+		"token_endpoint_auth_methods_supported": []string{"client_secret_basic", "client_secret_post"},
+		"scopes_supported":                      []string{"openid", "profile", "email", "offline_access"},
+		"backchannel_logout_supported":          true,
+		"backchannel_logout_session_supported":  true,
+	})
+}
+
+func (p *Provider) handleAuthorize(w http.ResponseWriter, r *http.Request) {
+	if err := r.ParseForm(); err != nil {
+		http.Error(w, "malformed request", http.StatusBadRequest)
+		return
+	}
+	q := r.Form
+	p.mu.Lock()
+	p.lastAuthorize = cloneValues(q)
+	m := p.misbehavior
+	p.mu.Unlock()
+
+	// RFC 6749 4.1.2.1: with an unknown client or a bad redirect_uri the
+	// provider must not redirect, so those errors are shown to the "user".
+	if q.Get("client_id") != p.cfg.ClientID {
+		http.Error(w, "unknown client_id", http.StatusBadRequest)
+		return
+	}
+	redirectURI := q.Get("redirect_uri")
+	target, err := url.Parse(redirectURI)
+	if err != nil || !target.IsAbs() || target.Host == "" || target.Fragment != "" {
+		http.Error(w, "missing or invalid redirect_uri", http.StatusBadRequest)
+		return
+	}
+
+	reply := target.Query()
+	if state, ok := q["state"]; ok {
+		reply.Set("state", state[0]) // echoed exactly; Encode escapes it
+	}
+	redirect := func() {
+		target.RawQuery = reply.Encode()
+		w.Header().Set("Cache-Control", "no-store")
+		http.Redirect(w, r, target.String(), http.StatusFound)
+	}
+	fail := func(code, desc string) {
+		reply.Set("error", code)
+		reply.Set("error_description", desc)
+		redirect()
+	}
+	switch {
+	case q.Get("response_type") != "code":
+		fail("unsupported_response_type", "only response_type=code is supported")
+		return
+	case q.Get("code_challenge") == "" || q.Get("code_challenge_method") != "S256":
+		fail("invalid_request", "PKCE with code_challenge_method=S256 is required")
+		return
+	case m == AccessDenied:
+		// Checked after validation: a real provider asks the user only for
+		// well-formed requests.
+		fail("access_denied", "the user denied the request")
+		return
+	}
+
+	code := randomString(43)
+	p.mu.Lock()
+	p.codes[code] = &authCode{
+		grant: grant{
+			clientID: p.cfg.ClientID,
+			subject:  p.cfg.Subject,
+			scope:    q.Get("scope"),
+			sid:      randomString(22),
+			authTime: time.Now(),
+		},
+		redirectURI:   redirectURI,
+		nonce:         q.Get("nonce"),
+		codeChallenge: q.Get("code_challenge"),
+		expires:       time.Now().Add(codeTTL),
+	}
+	p.mu.Unlock()
+	reply.Set("code", code)
+	redirect()
+}
+
+func (p *Provider) handleToken(w http.ResponseWriter, r *http.Request) {
+	if err := r.ParseForm(); err != nil {
+		oauthError(w, http.StatusBadRequest, "invalid_request", "malformed form body")
+		return
+	}
+	p.mu.Lock()
+	m := p.misbehavior
+	p.mu.Unlock()
+	if m == TokenEndpointError {
+		oauthError(w, http.StatusInternalServerError, "server_error", "induced failure")
+		return
+	}
+	if !p.authenticateClient(r) {
+		w.Header().Set("WWW-Authenticate", `Basic realm="testop"`)
+		oauthError(w, http.StatusUnauthorized, "invalid_client", "client authentication failed")
+		return
+	}
+	switch r.PostForm.Get("grant_type") {
+	case "authorization_code":
+		p.codeGrant(w, r.PostForm)
+	case "refresh_token":
+		p.refreshGrant(w, r.PostForm)
+	default:
+		oauthError(w, http.StatusBadRequest, "unsupported_grant_type", "")
+	}
+}
+
+// authenticateClient accepts exactly one of client_secret_basic and
+// client_secret_post, as RFC 6749 2.3 requires.
+func (p *Provider) authenticateClient(r *http.Request) bool {
+	form := r.PostForm
+	id, secret, basic := r.BasicAuth()
+	if basic {
+		if form.Has("client_secret") {
+			return false
+		}
+		// RFC 6749 2.3.1: credentials are form-encoded before Basic encoding.
+		var err1, err2 error
+		id, err1 = url.QueryUnescape(id)
+		secret, err2 = url.QueryUnescape(secret)
+		if err1 != nil || err2 != nil || (form.Has("client_id") && form.Get("client_id") != id) {
+			return false
+		}
+	} else {
+		id, secret = form.Get("client_id"), form.Get("client_secret")
+	}
+	return id == p.cfg.ClientID && secret == p.cfg.ClientSecret
+}
+
+func (p *Provider) codeGrant(w http.ResponseWriter, form url.Values) {
+	// Codes are single-use: remove it whatever the outcome of the checks.
+	p.mu.Lock()
+	c, ok := p.codes[form.Get("code")]
+	delete(p.codes, form.Get("code"))
+	p.mu.Unlock()
+	switch {
+	case !ok || time.Now().After(c.expires) || c.clientID != p.cfg.ClientID:
+		oauthError(w, http.StatusBadRequest, "invalid_grant", "unknown, used or expired code")
+	case form.Get("redirect_uri") != c.redirectURI:
+		oauthError(w, http.StatusBadRequest, "invalid_grant", "redirect_uri mismatch")
+	case !validVerifier(form.Get("code_verifier")) || s256(form.Get("code_verifier")) != c.codeChallenge:
+		oauthError(w, http.StatusBadRequest, "invalid_grant", "PKCE verification failed")
+	default:
+		p.issueTokens(w, c.grant, c.nonce, c.scope)
+	}
+}
+
+func (p *Provider) refreshGrant(w http.ResponseWriter, form url.Values) {
+	rt := form.Get("refresh_token")
+	p.mu.Lock()
+	g, ok := p.refreshTokens[rt]
+	if ok {
+		delete(p.refreshTokens, rt) // rotation: the old token is spent
+	}
+	p.mu.Unlock()
+	if !ok || g.clientID != p.cfg.ClientID {
+		oauthError(w, http.StatusBadRequest, "invalid_grant", "unknown or revoked refresh token")
+		return
+	}
+	// RFC 6749 6: a narrower scope may be requested, never a wider one.
+	scope := g.scope
+	if s := form.Get("scope"); s != "" {
+		for _, want := range strings.Fields(s) {
+			if !hasScope(g.scope, want) {
+				oauthError(w, http.StatusBadRequest, "invalid_scope", "scope exceeds the original grant")
+				return
+			}
+		}
+		scope = s
+	}
+	p.issueTokens(w, g, "", scope)
+}
+
+func hasScope(scope, want string) bool { return slices.Contains(strings.Fields(scope), want) }
+
+// validVerifier checks RFC 7636 4.1: 43-128 unreserved characters.
+func validVerifier(v string) bool {
+	if len(v) < 43 || len(v) > 128 {
+		return false
+	}
+	for _, c := range v {
+		if !('a' <= c && c <= 'z' || 'A' <= c && c <= 'Z' || '0' <= c && c <= '9' || strings.ContainsRune("-._~", c)) {
+			return false
+		}
+	}
+	return true
+}
+
+func s256(v string) string {
+	sum := sha256.Sum256([]byte(v))
+	return base64.RawURLEncoding.EncodeToString(sum[:])
+}
+
+// issueTokens answers a successful grant. The refresh token keeps the
+// original grant (scope included) so refreshes can never widen it.
+func (p *Provider) issueTokens(w http.ResponseWriter, g grant, nonce, scope string) {
+	access := randomString(p.cfg.AccessTokenSize)
+	refresh := randomString(43)
+	p.mu.Lock()
+	p.accessTokens[access] = accessToken{subject: g.subject, expires: time.Now().Add(p.cfg.AccessTokenTTL)}
+	p.refreshTokens[refresh] = g
+	m := p.misbehavior
+	p.mu.Unlock()
+
+	resp := map[string]any{
+		"access_token":  access,
+		"token_type":    "Bearer",
+		"expires_in":    int64(p.cfg.AccessTokenTTL / time.Second),
+		"refresh_token": refresh,
+		"scope":         scope,
+	}
+	// Like real providers, only OpenID requests get an ID token.
+	if hasScope(scope, "openid") && m != NoIDToken {
+		idt, err := p.idToken(g, nonce, access, m)
+		if err != nil {
+			oauthError(w, http.StatusInternalServerError, "server_error", err.Error())
+			return
+		}
+		resp["id_token"] = idt
+	}
+	writeJSON(w, http.StatusOK, resp)
+}
+
+func (p *Provider) handleKeys(w http.ResponseWriter, _ *http.Request) {
+	p.mu.Lock()
+	keys := slices.Clone(p.published)
+	if p.misbehavior == MissingKid && p.decoy != nil {
+		keys = append(keys, p.decoy)
+	}
+	p.mu.Unlock()
+	writeJSON(w, http.StatusOK, jwks(keys))
+}
+
+func (p *Provider) handleUserinfo(w http.ResponseWriter, r *http.Request) {
+	scheme, tok, _ := strings.Cut(r.Header.Get("Authorization"), " ")
+	at, ok := p.lookupAccessToken(tok)
+	if !strings.EqualFold(scheme, "Bearer") || !ok {
+		w.Header().Set("WWW-Authenticate", `Bearer error="invalid_token"`)
+		oauthError(w, http.StatusUnauthorized, "invalid_token", "")
+		return
+	}
+	p.mu.Lock()
+	out := map[string]any{"sub": at.subject}
+	for _, k := range []string{"email", "name"} {
+		if v, ok := p.claims[k]; ok {
+			out[k] = v
+		}
+	}
+	p.mu.Unlock()
+	writeJSON(w, http.StatusOK, out)
+}
+
+func (p *Provider) handleEndSession(w http.ResponseWriter, r *http.Request) {
+	if err := r.ParseForm(); err != nil {
+		http.Error(w, "malformed request", http.StatusBadRequest)
+		return
+	}
+	p.mu.Lock()
+	p.lastEndSession = cloneValues(r.Form)
+	p.mu.Unlock()
+	back := r.Form.Get("post_logout_redirect_uri")
+	if back == "" {
+		w.Header().Set("Content-Type", "text/plain; charset=utf-8")
+		fmt.Fprintln(w, "signed out")
+		return
+	}
+	target, err := url.Parse(back)
+	if err != nil || !target.IsAbs() || target.Host == "" {
+		http.Error(w, "invalid post_logout_redirect_uri", http.StatusBadRequest)
+		return
+	}
+	if state, ok := r.Form["state"]; ok {
+		q := target.Query()
+		q.Set("state", state[0])
+		target.RawQuery = q.Encode()
+	}
+	http.Redirect(w, r, target.String(), http.StatusFound)
+}
+
+func writeJSON(w http.ResponseWriter, status int, v any) {
+	w.Header().Set("Content-Type", "application/json")
+	w.Header().Set("Cache-Control", "no-store") // RFC 6749 5.1, harmless elsewhere
+	w.WriteHeader(status)
+	_ = json.NewEncoder(w).Encode(v)
+}
+
+func oauthError(w http.ResponseWriter, status int, code, desc string) {
+	body := map[string]string{"error": code}
+	if desc != "" {
+		body["error_description"] = desc
+	}
+	writeJSON(w, status, body)
+}

@@ -1,0 +1,184 @@
+package oidcauth
+
+import (
+	"fmt"
+	"net/http"
+	"strconv"
+	"strings"
+	"sync"
+	"time"
+)
+
+const (
+	// cookieChunkSize keeps each cookie, with its name and attributes, under
+	// the 4096 bytes that browsers accept for one cookie.
+	cookieChunkSize = 3800
+	// maxCookieChunks bounds how much a session may put in request headers.
+	maxCookieChunks = 8
+	// sessionCacheSize bounds the decoded sessions kept in memory.
+	sessionCacheSize = 10000
+)
+
+// cookieStore keeps the whole session in the browser, sealed with AES-256-GCM
+// and split across numbered cookies when it is large. It is stateless: any
+// Caddy instance holding the keys can read the sessions another one wrote.
+//
+// The first cookie's value starts with "<n>." when the session spans n > 1
+// cookies (the base64url alphabet has no dot), so a reader knows how many to
+// join.
+type cookieStore struct {
+	keys     *keyRing
+	cookies  cookieSettings
+	aad      []byte
+	lifetime time.Duration
+	idle     time.Duration
+	cache    *sessionCache
+}
+
+func (cs *cookieStore) Load(r *http.Request) (*Session, error) {
+	name := cs.cookies.fullName(r, cs.cookies.name)
+	value, ok := requestCookie(r, name)
+	if !ok || value == "" {
+		return nil, nil
+	}
+	if n, first, chunked := parseChunkHeader(value); chunked {
+		var b strings.Builder
+		b.WriteString(first)
+		for i := 1; i < n; i++ {
+			part, ok := requestCookie(r, chunkName(name, i))
+			if !ok {
+				return nil, nil
+			}
+			b.WriteString(part)
+		}
+		value = b.String()
+	}
+	if s := cs.cache.get(value); s != nil {
+		return s, nil
+	}
+	plain, err := cs.keys.openString(value, cs.aad)
+	if err != nil {
+		return nil, nil // tampered, foreign or from a retired key: no session
+	}
+	s, err := unmarshalSession(plain)
+	if err != nil {
+		return nil, nil
+	}
+	cs.cache.put(value, s)
+	return s, nil
+}
+
+// parseChunkHeader splits "<n>.<data>" into n and data.
+func parseChunkHeader(v string) (n int, rest string, ok bool) {
+	i := strings.IndexByte(v, '.')
+	if i <= 0 || i > 2 {
+		return 0, v, false
+	}
+	n, err := strconv.Atoi(v[:i])
+	if err != nil || n < 2 || n > maxCookieChunks {
+		return 0, v, false
+	}
+	return n, v[i+1:], true
+}
+
+func (cs *cookieStore) Save(w http.ResponseWriter, r *http.Request, s *Session) error {
+	plain, err := s.marshal()
+	if err != nil {
+		return err
+	}
+	value := cs.keys.sealString(plain, cs.aad)
+	n := (len(value) + cookieChunkSize - 1) / cookieChunkSize
+	if n > maxCookieChunks {
+		return fmt.Errorf("session of %d bytes is too large for cookies (at most %d); request fewer scopes or claims, or use a server-side session store", len(value), maxCookieChunks*cookieChunkSize)
+	}
+	name := cs.cookies.fullName(r, cs.cookies.name)
+	maxAge := cs.maxAge(s, time.Now())
+	for i := range n {
+		part := value[i*cookieChunkSize : min((i+1)*cookieChunkSize, len(value))]
+		if i == 0 && n > 1 {
+			part = strconv.Itoa(n) + "." + part
+		}
+		http.SetCookie(w, cs.cookies.cookie(r, chunkName(name, i), part, maxAge))
+	}
+	// A smaller session than before leaves chunks behind; remove them.
+	requestCookieNames(r, name+"_", func(k, _ string) {
+		if isChunkName(k, name) {
+			if i, _ := strconv.Atoi(k[len(name)+1:]); i >= n {
+				cs.cookies.expire(w, r, k)
+			}
+		}
+	})
+	return nil
+}
+
+// maxAge keeps the cookie until the session would expire anyway.
+func (cs *cookieStore) maxAge(s *Session, now time.Time) time.Duration {
+	var d time.Duration
+	if cs.lifetime > 0 {
+		d = s.createdAt.Add(cs.lifetime).Sub(now)
+	}
+	if cs.idle > 0 && (d == 0 || cs.idle < d) {
+		d = cs.idle
+	}
+	return d
+}
+
+func (cs *cookieStore) Delete(w http.ResponseWriter, r *http.Request) error {
+	name := cs.cookies.fullName(r, cs.cookies.name)
+	if v, ok := requestCookie(r, name); ok {
+		cs.cache.remove(v)
+	}
+	cs.cookies.expire(w, r, name)
+	requestCookieNames(r, name+"_", func(k, _ string) {
+		if isChunkName(k, name) {
+			cs.cookies.expire(w, r, k)
+		}
+	})
+	return nil
+}
+
+// sessionCache remembers decoded sessions by their sealed cookie value, so a
+// signed-in request costs a map lookup instead of decryption and JSON
+// decoding. The key is the whole authenticated value, so a changed cookie is
+// never served from the cache.
+type sessionCache struct {
+	mu      sync.RWMutex
+	entries map[string]*Session
+	max     int
+}
+
+func newSessionCache(max int) *sessionCache {
+	return &sessionCache{entries: make(map[string]*Session), max: max}
+}
+
+func (c *sessionCache) get(k string) *Session {
+	c.mu.RLock()
+	s := c.entries[k]
+	c.mu.RUnlock()
+	return s
+}
+
+func (c *sessionCache) put(k string, s *Session) {
+	c.mu.Lock()
+	if len(c.entries) >= c.max {
+		// Evict an arbitrary tenth: cheap, and a miss only costs a decode.
+		n := c.max / 10
+		for k := range c.entries {
+			delete(c.entries, k)
+			if n--; n <= 0 {
+				break
+			}
+		}
+	}
+	c.entries[k] = s
+	c.mu.Unlock()
+}
+
+func (c *sessionCache) remove(k string) {
+	c.mu.Lock()
+	delete(c.entries, k)
+	c.mu.Unlock()
+}
+
+// Interface guard
+var _ SessionStore = (*cookieStore)(nil)

@@ -1,0 +1,74 @@
+package oidcauth
+
+import (
+	"encoding/json"
+	"net/http"
+	"net/url"
+
+	"go.uber.org/zap"
+)
+
+// serveUserinfo tells the browser app who is signed in: the subject, the ID
+// token's claims and the raw ID token. Never the access or refresh token.
+func (h *Handler) serveUserinfo(w http.ResponseWriter, r *http.Request) error {
+	if r.Method != http.MethodGet && r.Method != http.MethodHead {
+		w.Header().Set("Allow", "GET, HEAD")
+		return h.errorPage(w, r, http.StatusMethodNotAllowed, "Method not allowed", "Use GET.", false)
+	}
+	s, err := h.session(w, r)
+	if err != nil {
+		return h.storeUnavailable(w, r, err)
+	}
+	if s == nil {
+		writeJSON(w, http.StatusUnauthorized, map[string]string{
+			"error":     "unauthenticated",
+			"message":   "sign in first",
+			"login_url": h.LoginPath,
+		})
+		return nil
+	}
+	writeJSON(w, http.StatusOK, struct {
+		Sub        string          `json:"sub"`
+		IDToken    json.RawMessage `json:"idToken"`
+		RawIDToken string          `json:"rawIdToken"`
+	}{s.subject, s.claimsJSON, s.rawIDToken})
+	return nil
+}
+
+// serveLogout ends the local session and, when the provider supports
+// RP-initiated logout, the provider's session too. The ID token goes to the
+// provider as id_token_hint in an auto-submitted POST form rather than in a
+// redirect URL, so it does not end up in access logs (which record the
+// Location header) or browser history.
+func (h *Handler) serveLogout(w http.ResponseWriter, r *http.Request) error {
+	if r.Method != http.MethodGet && r.Method != http.MethodHead && r.Method != http.MethodPost {
+		w.Header().Set("Allow", "GET, HEAD, POST")
+		return h.errorPage(w, r, http.StatusMethodNotAllowed, "Method not allowed", "Use GET or POST.", false)
+	}
+	rd := safeRedirect(r.URL.Query().Get("rd"))
+	s, _ := h.store.Load(r)
+	if err := h.store.Delete(w, r); err != nil {
+		h.logger.Error("deleting session", zap.Error(err))
+	}
+	h.clearLoginCookies(w, r)
+	w.Header().Set("Cache-Control", "no-store")
+	if s != nil {
+		h.logger.Info("signed out", zap.String("sub", s.subject))
+	}
+
+	st := h.provider.state.Load()
+	if s == nil || st == nil || st.endSessionEndpoint == "" {
+		http.Redirect(w, r, rd, http.StatusSeeOther)
+		return nil
+	}
+	postLogout := h.PostLogoutRedirect
+	if postLogout == "" {
+		postLogout = requestOrigin(r) + rd
+	}
+	form := url.Values{
+		"id_token_hint":            {s.rawIDToken},
+		"post_logout_redirect_uri": {postLogout},
+		"client_id":                {h.provider.clientID},
+	}
+	return writeAutoPost(w, st.endSessionEndpoint, form)
+}

@@ -1,0 +1,411 @@
+// Package oidcauth provides the http.handlers.oidc_auth Caddy module: it signs
+// users in with an OpenID Connect provider (authorization-code flow with
+// PKCE), keeps their session, and tells later handlers who they are.
+package oidcauth
+
+import (
+	"fmt"
+	"net/http"
+	"net/url"
+	"slices"
+	"strings"
+	"time"
+
+	"github.com/caddyserver/caddy/v2"
+	"github.com/caddyserver/caddy/v2/modules/caddyhttp"
+	"go.uber.org/zap"
+)
+
+func init() {
+	caddy.RegisterModule(Handler{})
+}
+
+// Handler signs users in with an OpenID Connect provider and keeps their
+// session. Requests without a session are sent to the provider (page
+// navigations) or answered with 401 (API calls); requests with one continue
+// down the route with the user's identity attached.
+//
+// It serves these endpoints itself (paths configurable):
+//
+// | Path | Purpose |
+// |---|---|
+// | `/oauth2/callback` | authorization-code callback |
+// | `/oauth2/login?rd=/path` | start a sign-in, then return to `/path` |
+// | `/oauth2/logout?rd=/path` | end the session (and the provider's, when it supports RP-initiated logout) |
+// | `/oauth2/userinfo` | JSON for the browser app: `sub`, `idToken` (claims), `rawIdToken` |
+//
+// For a signed-in request it sets these placeholders:
+//
+// | Placeholder | Value |
+// |---|---|
+// | `{http.auth.user.id}` | the ID token's `sub` claim |
+// | `{http.auth.user.<claim>}` | each top-level string, number or boolean claim of the ID token |
+//
+// Other modules read the session with SessionFromRequest. The access and
+// refresh tokens are never exposed as placeholders.
+type Handler struct {
+	// Issuer is the provider's issuer URL, exactly as in its discovery
+	// document. Required.
+	Issuer string `json:"issuer,omitempty"`
+
+	// ClientID is the client (application) ID registered at the provider.
+	// Required.
+	ClientID string `json:"client_id,omitempty"`
+
+	// ClientSecret is the client secret. It may be a placeholder such as
+	// `{env.OIDC_CLIENT_SECRET}` or `{file./run/secrets/oidc}`, resolved when
+	// the module is provisioned. Leave empty for a public client (PKCE only).
+	ClientSecret string `json:"client_secret,omitempty"`
+
+	// Scopes to request. Default: `openid profile email`. `openid` is added
+	// if missing.
+	Scopes []string `json:"scopes,omitempty"`
+
+	// RedirectURL is the callback address registered at the provider: a path
+	// on the requested host, or an absolute URL (use that behind a proxy that
+	// terminates TLS). Its path is where oidc_auth serves the callback.
+	// Default: `/oauth2/callback`.
+	RedirectURL string `json:"redirect_url,omitempty"`
+
+	// AuthParams are extra authorization request parameters, such as
+	// `prompt`, `audience`, `acr_values`, `login_hint` or `hd`. Parameters
+	// that oidc_auth sets itself (state, nonce, PKCE, redirect_uri, ...) are
+	// refused. Default: none.
+	AuthParams map[string]string `json:"auth_params,omitempty"`
+
+	// LoginPath starts a sign-in explicitly; `?rd=/path` names where to go
+	// afterwards. Default: `/oauth2/login`.
+	LoginPath string `json:"login_path,omitempty"`
+
+	// LogoutPath ends the session; `?rd=/path` names where to go afterwards.
+	// Default: `/oauth2/logout`.
+	LogoutPath string `json:"logout_path,omitempty"`
+
+	// UserinfoPath serves the signed-in user's ID token claims and raw ID
+	// token as JSON. Default: `/oauth2/userinfo`.
+	UserinfoPath string `json:"userinfo_path,omitempty"`
+
+	// PostLogoutRedirect is the post_logout_redirect_uri sent to the provider
+	// at logout; it must be registered there. Default: the logout's `rd` on
+	// the requested host, or `/`.
+	PostLogoutRedirect string `json:"post_logout_redirect,omitempty"`
+
+	// CookieName is the session cookie's name; on HTTPS it gets the
+	// `__Host-` prefix (or `__Secure-` when a domain or a path other than
+	// `/` is set). Default: `oidc_session`.
+	CookieName string `json:"cookie_name,omitempty"`
+
+	// CookieDomain is the session cookie's Domain attribute. Default: none
+	// (host-only cookie).
+	CookieDomain string `json:"cookie_domain,omitempty"`
+
+	// CookiePath is the session cookie's Path attribute. Default: `/`.
+	CookiePath string `json:"cookie_path,omitempty"`
+
+	// SessionLifetime is the absolute lifetime of a session, counted from
+	// sign-in. Default: 24h.
+	SessionLifetime caddy.Duration `json:"session_lifetime,omitempty"`
+
+	// IdleTimeout ends a session that has not been used for this long.
+	// Default: 0 (no idle timeout).
+	IdleTimeout caddy.Duration `json:"idle_timeout,omitempty"`
+
+	// SessionKeys are 32-byte keys, base64-encoded, that encrypt sessions
+	// with AES-256-GCM. The first encrypts; all decrypt, so a key can be
+	// rotated by putting a new one first. Placeholders such as `{env.X}` are
+	// resolved. Default: one key generated on first start and kept in Caddy's
+	// storage, so restarts and instances sharing storage keep sessions valid.
+	SessionKeys []string `json:"session_keys,omitempty"`
+
+	// Unauthenticated says what a request without a session gets: `auto`
+	// (page navigations are sent to the provider, other requests get
+	// UnauthenticatedStatus), `redirect` (always sent to the provider) or
+	// `status` (always UnauthenticatedStatus). Default: `auto`.
+	Unauthenticated string `json:"unauthenticated,omitempty"`
+
+	// UnauthenticatedStatus is the status for unauthenticated requests that
+	// are not redirected. Default: 401.
+	UnauthenticatedStatus int `json:"unauthenticated_status,omitempty"`
+
+	// SigningAlgs allows these ID token signature algorithms. Default: those
+	// the provider announces, of RS*, PS*, ES* and EdDSA; never `none` or
+	// HMAC.
+	SigningAlgs []string `json:"signing_algs,omitempty"`
+
+	callbackPath  string
+	redirectURL   *url.URL // absolute RedirectURL, or nil for request-relative
+	provider      *provider
+	store         SessionStore
+	keys          *keyRing
+	cookies       cookieSettings
+	loginCookies  cookieSettings
+	touchInterval time.Duration
+	logger        *zap.Logger
+	now           func() time.Time
+}
+
+// CaddyModule returns the Caddy module information.
+func (Handler) CaddyModule() caddy.ModuleInfo {
+	return caddy.ModuleInfo{
+		ID:  "http.handlers.oidc_auth",
+		New: func() caddy.Module { return new(Handler) },
+	}
+}
+
+// Defaults.
+const (
+	defaultRedirectPath    = "/oauth2/callback"
+	defaultLoginPath       = "/oauth2/login"
+	defaultLogoutPath      = "/oauth2/logout"
+	defaultUserinfoPath    = "/oauth2/userinfo"
+	defaultCookieName      = "oidc_session"
+	defaultSessionLifetime = 24 * time.Hour
+)
+
+var defaultScopes = []string{"openid", "profile", "email"}
+
+// reservedAuthParams are set by oidc_auth itself; letting configuration
+// override them would undo PKCE, state or nonce protection.
+var reservedAuthParams = []string{
+	"client_id", "redirect_uri", "response_type", "scope", "state", "nonce",
+	"code_challenge", "code_challenge_method",
+}
+
+// Provision sets defaults, resolves secrets and starts provider discovery.
+func (h *Handler) Provision(ctx caddy.Context) error {
+	h.logger = ctx.Logger()
+	h.now = time.Now
+	repl := caddy.NewReplacer()
+
+	issuer, err := repl.ReplaceOrErr(h.Issuer, true, true)
+	if err != nil {
+		return fmt.Errorf("issuer: %v", err)
+	}
+	clientID, err := repl.ReplaceOrErr(h.ClientID, true, true)
+	if err != nil {
+		return fmt.Errorf("client_id: %v", err)
+	}
+	var clientSecret string
+	if h.ClientSecret != "" {
+		// Resolved into an unexported field only: the configuration keeps
+		// the placeholder, so the secret is never echoed back by the admin
+		// API or written to a log.
+		if clientSecret, err = repl.ReplaceOrErr(h.ClientSecret, true, true); err != nil {
+			return fmt.Errorf("client_secret: %v", err)
+		}
+		clientSecret = strings.TrimSpace(clientSecret)
+	}
+
+	if len(h.Scopes) == 0 {
+		h.Scopes = defaultScopes
+	}
+	scopes := h.Scopes
+	if !slices.Contains(scopes, "openid") {
+		scopes = append([]string{"openid"}, scopes...)
+	}
+	if h.RedirectURL == "" {
+		h.RedirectURL = defaultRedirectPath
+	}
+	if h.LoginPath == "" {
+		h.LoginPath = defaultLoginPath
+	}
+	if h.LogoutPath == "" {
+		h.LogoutPath = defaultLogoutPath
+	}
+	if h.UserinfoPath == "" {
+		h.UserinfoPath = defaultUserinfoPath
+	}
+	if h.CookieName == "" {
+		h.CookieName = defaultCookieName
+	}
+	if h.CookiePath == "" {
+		h.CookiePath = "/"
+	}
+	if h.SessionLifetime == 0 {
+		h.SessionLifetime = caddy.Duration(defaultSessionLifetime)
+	}
+	if h.Unauthenticated == "" {
+		h.Unauthenticated = "auto"
+	}
+	if h.UnauthenticatedStatus == 0 {
+		h.UnauthenticatedStatus = http.StatusUnauthorized
+	}
+
+	u, err := url.Parse(h.RedirectURL)
+	if err != nil {
+		return fmt.Errorf("redirect_url %q: %v", h.RedirectURL, err)
+	}
+	if u.IsAbs() {
+		h.redirectURL = u
+	}
+	h.callbackPath = u.Path
+
+	keys, err := h.loadKeys(ctx, repl)
+	if err != nil {
+		return err
+	}
+	h.keys = keys
+
+	h.cookies = cookieSettings{
+		name:        h.CookieName,
+		domain:      h.CookieDomain,
+		path:        h.CookiePath,
+		forceSecure: h.redirectURL != nil && h.redirectURL.Scheme == "https",
+	}
+	// Login-state cookies must reach the callback whatever the session
+	// cookie's path is.
+	h.loginCookies = h.cookies
+	h.loginCookies.path = "/"
+
+	if idle := time.Duration(h.IdleTimeout); idle > 0 {
+		h.touchInterval = max(idle/10, time.Second)
+	}
+
+	h.store = &cookieStore{
+		keys:     h.keys,
+		cookies:  h.cookies,
+		aad:      []byte("oidc_auth session\x00" + issuer + "\x00" + clientID),
+		lifetime: time.Duration(h.SessionLifetime),
+		idle:     time.Duration(h.IdleTimeout),
+		cache:    newSessionCache(sessionCacheSize),
+	}
+
+	h.provider = &provider{
+		issuer:       strings.TrimSpace(issuer),
+		clientID:     clientID,
+		clientSecret: clientSecret,
+		scopes:       scopes,
+		signingAlgs:  h.SigningAlgs,
+		httpClient:   &http.Client{Timeout: providerRequestTimeout},
+		logger:       h.logger,
+	}
+	go h.provider.run(ctx)
+	return nil
+}
+
+func (h *Handler) loadKeys(ctx caddy.Context, repl *caddy.Replacer) (*keyRing, error) {
+	var raw [][]byte
+	for i, s := range h.SessionKeys {
+		v, err := repl.ReplaceOrErr(s, true, true)
+		if err != nil {
+			return nil, fmt.Errorf("session key %d: %v", i+1, err)
+		}
+		k, err := decodeSessionKey(v)
+		if err != nil {
+			return nil, fmt.Errorf("session key %d %v", i+1, err)
+		}
+		raw = append(raw, k)
+	}
+	if len(raw) == 0 {
+		k, err := loadOrCreateStoredKey(ctx)
+		if err != nil {
+			return nil, fmt.Errorf("loading session key from storage: %v", err)
+		}
+		raw = append(raw, k)
+	}
+	return newKeyRing(raw)
+}
+
+// Validate checks the configuration.
+func (h *Handler) Validate() error {
+	if h.Issuer == "" {
+		return fmt.Errorf("issuer is required")
+	}
+	if h.ClientID == "" {
+		return fmt.Errorf("client_id is required")
+	}
+	if h.redirectURL != nil && h.redirectURL.Scheme != "http" && h.redirectURL.Scheme != "https" {
+		return fmt.Errorf("redirect_url %q: must be a path or an http(s) URL", h.RedirectURL)
+	}
+	for name, p := range map[string]string{
+		"redirect_url path": h.callbackPath,
+		"login_path":        h.LoginPath,
+		"logout_path":       h.LogoutPath,
+		"userinfo_path":     h.UserinfoPath,
+		"cookie_path":       h.CookiePath,
+	} {
+		if !strings.HasPrefix(p, "/") {
+			return fmt.Errorf("%s %q: must start with /", name, p)
+		}
+	}
+	switch h.Unauthenticated {
+	case "auto", "redirect", "status":
+	default:
+		return fmt.Errorf("unauthenticated %q: must be auto, redirect or status", h.Unauthenticated)
+	}
+	if h.UnauthenticatedStatus < 400 || h.UnauthenticatedStatus > 599 {
+		return fmt.Errorf("unauthenticated_status %d: must be a 4xx or 5xx code", h.UnauthenticatedStatus)
+	}
+	if h.SessionLifetime < 0 || h.IdleTimeout < 0 {
+		return fmt.Errorf("session_lifetime and idle_timeout must not be negative")
+	}
+	for k := range h.AuthParams {
+		if slices.Contains(reservedAuthParams, k) {
+			return fmt.Errorf("auth_params: %q is set by oidc_auth and cannot be configured", k)
+		}
+	}
+	for _, a := range h.SigningAlgs {
+		if !slices.Contains(asymmetricAlgs, a) {
+			return fmt.Errorf("signing_algs: %q is not allowed (use one of %s)", a, strings.Join(asymmetricAlgs, ", "))
+		}
+	}
+	if strings.ContainsAny(h.CookieName, "=;, \t\r\n\"") || h.CookieName == "" {
+		return fmt.Errorf("cookie_name %q: not a valid cookie name", h.CookieName)
+	}
+	return nil
+}
+
+// ServeHTTP serves oidc_auth's endpoints and authenticates every other request.
+func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request, next caddyhttp.Handler) error {
+	switch r.URL.Path {
+	case h.callbackPath:
+		return h.serveCallback(w, r)
+	case h.LoginPath:
+		return h.serveLogin(w, r)
+	case h.LogoutPath:
+		return h.serveLogout(w, r)
+	case h.UserinfoPath:
+		return h.serveUserinfo(w, r)
+	}
+
+	s, err := h.session(w, r)
+	if err != nil {
+		return h.storeUnavailable(w, r, err)
+	}
+	if s == nil {
+		return h.unauthenticated(w, r)
+	}
+	repl := r.Context().Value(caddy.ReplacerCtxKey).(*caddy.Replacer)
+	for _, v := range s.userVars {
+		repl.Set(v.key, v.value)
+	}
+	return next.ServeHTTP(w, withSession(r, s))
+}
+
+// session loads the request's session and checks its lifetime. With an idle
+// timeout, a session in use is saved again now and then to move its
+// last-seen time forward.
+func (h *Handler) session(w http.ResponseWriter, r *http.Request) (*Session, error) {
+	s, err := h.store.Load(r)
+	if err != nil || s == nil {
+		return nil, err
+	}
+	now := h.now()
+	if s.expired(now, time.Duration(h.SessionLifetime), time.Duration(h.IdleTimeout)) {
+		return nil, nil
+	}
+	if h.touchInterval > 0 && now.Sub(s.lastSeen) >= h.touchInterval {
+		s = s.touched(now)
+		if err := h.store.Save(w, r, s); err != nil {
+			h.logger.Error("saving session", zap.Error(err))
+		}
+	}
+	return s, nil
+}
+
+// Interface guards
+var (
+	_ caddy.Provisioner           = (*Handler)(nil)
+	_ caddy.Validator             = (*Handler)(nil)
+	_ caddyhttp.MiddlewareHandler = (*Handler)(nil)
+)

@@ -1,0 +1,106 @@
+package oidcauth
+
+import (
+	"crypto/sha256"
+	"encoding/base64"
+	"encoding/json"
+	"html/template"
+	"net/http"
+	"net/url"
+	"strings"
+)
+
+// writeJSON writes v as an uncacheable JSON response.
+func writeJSON(w http.ResponseWriter, status int, v any) {
+	b, err := json.Marshal(v)
+	if err != nil {
+		status, b = http.StatusInternalServerError, []byte(`{"error":"internal"}`)
+	}
+	h := w.Header()
+	h.Set("Content-Type", "application/json")
+	h.Set("Cache-Control", "no-store")
+	h.Set("X-Content-Type-Options", "nosniff")
+	w.WriteHeader(status)
+	_, _ = w.Write(b)
+}
+
+var errorTemplate = template.Must(template.New("error").Parse(`<!doctype html>
+<html lang="en"><head><meta charset="utf-8"><meta name="viewport" content="width=device-width">
+<title>{{.Title}}</title>
+<style>body{font:16px/1.5 system-ui,sans-serif;max-width:36em;margin:4em auto;padding:0 1em;color:#222}h1{font-size:1.4em}</style>
+</head><body>
+<h1>{{.Title}}</h1>
+<p>{{.Detail}}</p>
+{{if .Retry}}<p><a href="{{.Retry}}">Sign in again</a></p>{{end}}
+<p><small>Status {{.Status}}</small></p>
+</body></html>
+`))
+
+// errorPage answers with a small HTML page, or JSON for clients that ask
+// for it. Detail must not contain tokens; it is escaped.
+func (h *Handler) errorPage(w http.ResponseWriter, r *http.Request, status int, title, detail string, retry bool) error {
+	var retryURL string
+	if retry {
+		retryURL = h.LoginPath
+	}
+	hdr := w.Header()
+	hdr.Set("Cache-Control", "no-store")
+	if prefersJSON(r) {
+		body := map[string]string{"error": title, "message": detail}
+		if retryURL != "" {
+			body["login_url"] = retryURL
+		}
+		writeJSON(w, status, body)
+		return nil
+	}
+	hdr.Set("Content-Type", "text/html; charset=utf-8")
+	hdr.Set("X-Content-Type-Options", "nosniff")
+	hdr.Set("Content-Security-Policy", "default-src 'none'; style-src 'unsafe-inline'")
+	w.WriteHeader(status)
+	return errorTemplate.Execute(w, struct {
+		Title, Detail, Retry string
+		Status               int
+	}{title, detail, retryURL, status})
+}
+
+func prefersJSON(r *http.Request) bool {
+	accept := r.Header.Get("Accept")
+	return strings.Contains(accept, "application/json") && !strings.Contains(accept, "text/html")
+}
+
+const autoPostScript = `document.forms[0].submit()`
+
+var autoPostTemplate = template.Must(template.New("post").Parse(`<!doctype html>
+<html lang="en"><head><meta charset="utf-8"><title>Signing out</title></head>
+<body><form method="post" action="{{.Action}}">
+{{range .Fields}}<input type="hidden" name="{{.Name}}" value="{{.Value}}">
+{{end}}<p>Signing out... <button type="submit">Continue</button></p>
+</form><script>` + autoPostScript + `</script></body></html>
+`))
+
+// writeAutoPost answers with a page that POSTs form to action at once.
+func writeAutoPost(w http.ResponseWriter, action string, form url.Values) error {
+	type field struct{ Name, Value string }
+	var fields []field
+	for k, vs := range form {
+		for _, v := range vs {
+			fields = append(fields, field{k, v})
+		}
+	}
+	sum := sha256.Sum256([]byte(autoPostScript))
+	origin := action
+	if u, err := url.Parse(action); err == nil {
+		origin = u.Scheme + "://" + u.Host
+	}
+	hdr := w.Header()
+	hdr.Set("Content-Type", "text/html; charset=utf-8")
+	hdr.Set("Cache-Control", "no-store")
+	hdr.Set("Referrer-Policy", "no-referrer")
+	hdr.Set("Content-Security-Policy", "default-src 'none'; script-src 'sha256-"+
+		base64.StdEncoding.EncodeToString(sum[:])+"'; form-action "+origin)
+	w.WriteHeader(http.StatusOK)
+	return autoPostTemplate.Execute(w, struct {
+		Action string
+		Fields []field
+	}{action, fields})
+}

@@ -1,0 +1,227 @@
+package oidcauth
+
+import (
+	"bytes"
+	"context"
+	"encoding/base64"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"net/http"
+	"strings"
+	"time"
+)
+
+// Session is a signed-in user's session: who they are (the verified ID
+// token) and the tokens the gateway uses on their behalf. A Session is
+// immutable once created and may be shared between concurrent requests.
+//
+// The access and refresh tokens are available to Go code in other modules
+// (such as token_inject) through methods; they are never exposed as
+// placeholders or variables, and Session's String form names only the subject.
+type Session struct {
+	subject      string
+	sid          string
+	rawIDToken   string
+	accessToken  string
+	refreshToken string
+	tokenExpiry  time.Time
+	createdAt    time.Time
+	lastSeen     time.Time
+
+	// Derived from rawIDToken when the session is decoded, not stored.
+	claimsJSON []byte
+	claims     map[string]any
+	userVars   []userVar
+}
+
+// userVar is one {http.auth.user.*} placeholder, its name built once per
+// session rather than once per request.
+type userVar struct {
+	key   string
+	value any
+}
+
+// Subject is the ID token's sub claim.
+func (s *Session) Subject() string { return s.subject }
+
+// SessionID is the provider's session ID (the ID token's sid claim), if any.
+func (s *Session) SessionID() string { return s.sid }
+
+// RawIDToken is the compact ID token (JWT) as the provider issued it.
+func (s *Session) RawIDToken() string { return s.rawIDToken }
+
+// Claims are the ID token's claims. Numbers are json.Number, as the provider
+// wrote them. The map is shared: callers must not modify it.
+func (s *Session) Claims() map[string]any { return s.claims }
+
+// ClaimsJSON is the ID token's payload, the claims as the provider wrote them.
+// The slice is shared: callers must not modify it.
+func (s *Session) ClaimsJSON() []byte { return s.claimsJSON }
+
+// AccessToken is the OAuth2 access token. It must never reach the browser,
+// a log line or a placeholder.
+func (s *Session) AccessToken() string { return s.accessToken }
+
+// RefreshToken is the OAuth2 refresh token, or "" if the provider issued none.
+func (s *Session) RefreshToken() string { return s.refreshToken }
+
+// TokenExpiry is when the access token expires; zero if the provider did not say.
+func (s *Session) TokenExpiry() time.Time { return s.tokenExpiry }
+
+// CreatedAt is when the user signed in.
+func (s *Session) CreatedAt() time.Time { return s.createdAt }
+
+// String names the session without revealing any token, so that a session
+// accidentally formatted into a log line or placeholder leaks nothing.
+func (s *Session) String() string { return "oidc session of " + s.subject }
+
+// GoString is like String, for %#v.
+func (s *Session) GoString() string { return s.String() }
+
+type sessionCtxKey struct{}
+
+// SessionFromRequest returns the session that oidc_auth established for the
+// request, if the request passed through oidc_auth and is signed in.
+func SessionFromRequest(r *http.Request) (*Session, bool) {
+	s, ok := r.Context().Value(sessionCtxKey{}).(*Session)
+	return s, ok && s != nil
+}
+
+func withSession(r *http.Request, s *Session) *http.Request {
+	return r.WithContext(context.WithValue(r.Context(), sessionCtxKey{}, s))
+}
+
+// SessionStore keeps sessions between requests. The cookie store keeps the
+// whole session in encrypted cookies; server-side stores keep it elsewhere and
+// put only an opaque ID in the cookie. Implementations must be safe for
+// concurrent use.
+type SessionStore interface {
+	// Load returns the request's session, or (nil, nil) if it carries none
+	// that is valid. An error means the store could not be consulted.
+	Load(r *http.Request) (*Session, error)
+	// Save stores s and sets whatever cookies refer to it on w.
+	Save(w http.ResponseWriter, r *http.Request, s *Session) error
+	// Delete ends the request's session, if any, and clears its cookies.
+	Delete(w http.ResponseWriter, r *http.Request) error
+}
+
+// storedSession is the persisted form of a Session. Claims are not stored:
+// they are decoded again from the ID token, which the session holds anyway.
+type storedSession struct {
+	Version      int    `json:"v"`
+	Subject      string `json:"sub"`
+	SID          string `json:"sid,omitempty"`
+	IDToken      string `json:"idt"`
+	AccessToken  string `json:"at,omitempty"`
+	RefreshToken string `json:"rt,omitempty"`
+	TokenExpiry  int64  `json:"exp,omitempty"`
+	CreatedAt    int64  `json:"iat"`
+	LastSeen     int64  `json:"seen"`
+}
+
+const storedSessionVersion = 1
+
+func (s *Session) marshal() ([]byte, error) {
+	st := storedSession{
+		Version:      storedSessionVersion,
+		Subject:      s.subject,
+		SID:          s.sid,
+		IDToken:      s.rawIDToken,
+		AccessToken:  s.accessToken,
+		RefreshToken: s.refreshToken,
+		CreatedAt:    s.createdAt.Unix(),
+		LastSeen:     s.lastSeen.Unix(),
+	}
+	if !s.tokenExpiry.IsZero() {
+		st.TokenExpiry = s.tokenExpiry.Unix()
+	}
+	return json.Marshal(st)
+}
+
+func unmarshalSession(b []byte) (*Session, error) {
+	var st storedSession
+	if err := json.Unmarshal(b, &st); err != nil {
+		return nil, fmt.Errorf("decoding session: %v", err)
+	}
+	if st.Version != storedSessionVersion {
+		return nil, fmt.Errorf("unknown session version %d", st.Version)
+	}
+	s := &Session{
+		subject:      st.Subject,
+		sid:          st.SID,
+		rawIDToken:   st.IDToken,
+		accessToken:  st.AccessToken,
+		refreshToken: st.RefreshToken,
+		createdAt:    time.Unix(st.CreatedAt, 0),
+		lastSeen:     time.Unix(st.LastSeen, 0),
+	}
+	if st.TokenExpiry != 0 {
+		s.tokenExpiry = time.Unix(st.TokenExpiry, 0)
+	}
+	if err := s.deriveClaims(); err != nil {
+		return nil, err
+	}
+	return s, nil
+}
+
+// deriveClaims decodes the ID token's payload. The token was verified when
+// the session was created and is stored authenticated, so its signature is
+// not checked again here.
+func (s *Session) deriveClaims() error {
+	payload, err := jwtPayload(s.rawIDToken)
+	if err != nil {
+		return err
+	}
+	dec := json.NewDecoder(bytes.NewReader(payload))
+	dec.UseNumber()
+	var claims map[string]any
+	if err := dec.Decode(&claims); err != nil {
+		return fmt.Errorf("decoding ID token claims: %v", err)
+	}
+	s.claimsJSON = payload
+	s.claims = claims
+	s.userVars = append(s.userVars[:0], userVar{"http.auth.user.id", s.subject})
+	for k, v := range claims {
+		switch v.(type) {
+		case string, json.Number, bool:
+			if k == "id" {
+				continue // http.auth.user.id is the subject
+			}
+			s.userVars = append(s.userVars, userVar{"http.auth.user." + k, v})
+		}
+	}
+	return nil
+}
+
+func jwtPayload(raw string) ([]byte, error) {
+	first := strings.IndexByte(raw, '.')
+	last := strings.LastIndexByte(raw, '.')
+	if first < 0 || first == last {
+		return nil, errors.New("ID token is not a compact JWT")
+	}
+	payload, err := base64.RawURLEncoding.DecodeString(raw[first+1 : last])
+	if err != nil {
+		return nil, fmt.Errorf("decoding ID token payload: %v", err)
+	}
+	return payload, nil
+}
+
+// expired reports whether the session has outlived its absolute lifetime
+// or, when idle is positive, has not been used for longer than idle.
+func (s *Session) expired(now time.Time, lifetime, idle time.Duration) bool {
+	if lifetime > 0 && now.Sub(s.createdAt) >= lifetime {
+		return true
+	}
+	if idle > 0 && now.Sub(s.lastSeen) >= idle {
+		return true
+	}
+	return false
+}
+
+// touched returns a copy of s last seen at now.
+func (s *Session) touched(now time.Time) *Session {
+	c := *s
+	c.lastSeen = now
+	return &c
+}
