@@ -82,19 +82,12 @@ func (p *provider) run(ctx context.Context) {
 }
 
 // get returns the discovered provider. If discovery has not succeeded yet,
-// it tries once more unless an attempt is running or has just failed.
+// it waits for an attempt in progress or makes one, unless one has just
+// failed: then it answers at once, so that an unreachable provider does not
+// hold up every request.
 func (p *provider) get(ctx context.Context) (*providerState, error) {
 	if st := p.state.Load(); st != nil {
 		return st, nil
-	}
-	if !p.mu.TryLock() {
-		return nil, fmt.Errorf("%w: discovery in progress", errProviderUnavailable)
-	}
-	recent := time.Since(p.lastAttempt) < minDiscoveryBackoff
-	lastErr := p.lastErr
-	p.mu.Unlock()
-	if recent && lastErr != nil {
-		return nil, fmt.Errorf("%w: %v", errProviderUnavailable, lastErr)
 	}
 	return p.discover(ctx)
 }
@@ -104,6 +97,9 @@ func (p *provider) discover(ctx context.Context) (*providerState, error) {
 	defer p.mu.Unlock()
 	if st := p.state.Load(); st != nil {
 		return st, nil
+	}
+	if p.lastErr != nil && time.Since(p.lastAttempt) < minDiscoveryBackoff {
+		return nil, fmt.Errorf("%w: %v", errProviderUnavailable, p.lastErr)
 	}
 	p.lastAttempt = time.Now()
 	st, err := p.discoverOnce(ctx)

@@ -150,6 +150,7 @@ type Provider struct {
 	refreshCalls   int
 	lastAuthorize  url.Values
 	lastEndSession url.Values
+	issued         []string // every token value handed out, for leak checks
 }
 
 // grant is what an authorization (and every refresh of it) stands for.
@@ -352,6 +353,14 @@ func (p *Provider) TokenCalls() int {
 	p.mu.Lock()
 	defer p.mu.Unlock()
 	return p.tokenCalls
+}
+
+// IssuedTokens returns every access, refresh and ID token the provider has
+// issued, so tests can check that none of them leaks.
+func (p *Provider) IssuedTokens() []string {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	return append([]string(nil), p.issued...)
 }
 
 // RefreshCalls returns the number of refresh_token grant requests.
@@ -649,6 +658,7 @@ func (p *Provider) issueTokens(w http.ResponseWriter, g grant, nonce, scope stri
 	p.mu.Lock()
 	p.accessTokens[access] = accessToken{subject: g.subject, expires: time.Now().Add(p.cfg.AccessTokenTTL)}
 	p.refreshTokens[refresh] = g
+	p.issued = append(p.issued, access, refresh)
 	m := p.misbehavior
 	p.mu.Unlock()
 
@@ -667,6 +677,9 @@ func (p *Provider) issueTokens(w http.ResponseWriter, g grant, nonce, scope stri
 			return
 		}
 		resp["id_token"] = idt
+		p.mu.Lock()
+		p.issued = append(p.issued, idt)
+		p.mu.Unlock()
 	}
 	writeJSON(w, http.StatusOK, resp)
 }

@@ -1,0 +1,290 @@
+// Package integration drives a real Caddy, with the caddy-oidc modules,
+// through sign-in flows against real OpenID providers running in-process.
+package integration
+
+import (
+	"bytes"
+	"context"
+	"crypto/tls"
+	"encoding/json"
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"net/http/cookiejar"
+	"net/http/httptest"
+	"os"
+	"path/filepath"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/caddyserver/caddy/v2"
+	"github.com/caddyserver/caddy/v2/caddyconfig"
+	_ "github.com/caddyserver/caddy/v2/modules/standard"
+
+	_ "github.com/oidcgate/caddy-oidc"
+	"github.com/oidcgate/caddy-oidc/internal/testop"
+)
+
+func TestMain(m *testing.M) {
+	// Caddy keeps its data and autosaved config under these; keep them out
+	// of the real home directory.
+	dir, err := os.MkdirTemp("", "caddy-oidc-integration")
+	if err != nil {
+		panic(err)
+	}
+	os.Setenv("XDG_DATA_HOME", filepath.Join(dir, "data"))
+	os.Setenv("XDG_CONFIG_HOME", filepath.Join(dir, "config"))
+	code := m.Run()
+	_ = caddy.Stop()
+	os.RemoveAll(dir)
+	os.Exit(code)
+}
+
+// upstream is the app behind Caddy: it records what reached it.
+type upstream struct {
+	*httptest.Server
+	mu   sync.Mutex
+	last http.Header
+}
+
+func newUpstream(t *testing.T) *upstream {
+	u := &upstream{}
+	u.Server = httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		u.mu.Lock()
+		u.last = r.Header.Clone()
+		u.mu.Unlock()
+		fmt.Fprintf(w, "upstream saw user %q at %s", r.Header.Get("X-User-Email"), r.URL.Path)
+	}))
+	t.Cleanup(u.Close)
+	return u
+}
+
+func (u *upstream) lastHeader() http.Header {
+	u.mu.Lock()
+	defer u.mu.Unlock()
+	return u.last
+}
+
+// site is a running Caddy with one oidc_auth-protected site.
+type site struct {
+	t       *testing.T
+	url     string // http(s)://127.0.0.1:port
+	logFile string
+	storage string
+	config  []byte
+}
+
+// siteOptions shape the Caddyfile of a test site.
+type siteOptions struct {
+	issuer   string
+	clientID string
+	secret   string
+	extra    string // more oidc_auth subdirectives
+	tls      bool
+	storage  string // reuse another site's storage (its session key)
+	port     int
+	routes   string // replaces the default reverse_proxy route
+}
+
+func freePort(t *testing.T) int {
+	t.Helper()
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer l.Close()
+	return l.Addr().(*net.TCPAddr).Port
+}
+
+// startSite adapts a Caddyfile for opts and loads it into the process's
+// Caddy, replacing any previous config.
+func startSite(t *testing.T, up *upstream, opts siteOptions) *site {
+	t.Helper()
+	dir := t.TempDir()
+	if opts.storage == "" {
+		opts.storage = filepath.Join(dir, "storage")
+	}
+	if opts.port == 0 {
+		opts.port = freePort(t)
+	}
+	s := &site{t: t, logFile: filepath.Join(dir, "caddy.log"), storage: opts.storage}
+	scheme, tlsLine := "http", ""
+	if opts.tls {
+		scheme, tlsLine = "https", "tls internal"
+	}
+	s.url = fmt.Sprintf("%s://127.0.0.1:%d", scheme, opts.port)
+	routes := opts.routes
+	if routes == "" {
+		routes = fmt.Sprintf(`reverse_proxy %s {
+		header_up X-User-Email {http.auth.user.email}
+		header_up X-User-Id {http.auth.user.id}
+	}`, strings.TrimPrefix(up.URL, "http://"))
+	}
+	secretLine := ""
+	if opts.secret != "" {
+		secretLine = "client_secret " + opts.secret
+	}
+	caddyfile := fmt.Sprintf(`{
+	admin off
+	persist_config off
+	storage file_system %[1]s
+	skip_install_trust
+	local_certs
+	log {
+		output file %[2]s
+		format json
+		level DEBUG
+	}
+}
+%[3]s {
+	%[4]s
+	log {
+		output file %[2]s
+		format json
+	}
+	oidc_auth {
+		issuer %[5]s
+		client_id %[6]s
+		%[7]s
+		%[8]s
+	}
+	%[9]s
+}
+`, opts.storage, s.logFile, s.url, tlsLine, opts.issuer, opts.clientID, secretLine, opts.extra, routes)
+	cfg, warnings, err := caddyconfig.GetAdapter("caddyfile").Adapt([]byte(caddyfile), nil)
+	if err != nil {
+		t.Fatalf("adapting Caddyfile: %v\n%s", err, caddyfile)
+	}
+	_ = warnings // only "not formatted"
+	s.config = cfg
+	s.load()
+	t.Cleanup(func() { _ = caddy.Stop() })
+	return s
+}
+
+// load (re)loads the site's config, as `caddy reload` would.
+func (s *site) load() {
+	s.t.Helper()
+	if err := caddy.Load(s.config, true); err != nil {
+		s.t.Fatalf("loading Caddy config: %v", err)
+	}
+}
+
+// logs returns everything Caddy has logged so far.
+func (s *site) logs() string {
+	b, _ := os.ReadFile(s.logFile)
+	return string(b)
+}
+
+// browser is an HTTP client with a cookie jar that behaves like a browser
+// for top-level navigations.
+type browser struct {
+	t      *testing.T
+	client *http.Client
+	jar    *cookiejar.Jar
+}
+
+func newBrowser(t *testing.T) *browser {
+	jar, _ := cookiejar.New(nil)
+	return &browser{t: t, jar: jar, client: &http.Client{
+		Jar:       jar,
+		Timeout:   20 * time.Second,
+		Transport: &http.Transport{TLSClientConfig: &tls.Config{InsecureSkipVerify: true}},
+	}}
+}
+
+// noFollow makes the browser stop at the first redirect.
+func (b *browser) noFollow() *browser {
+	c := *b.client
+	c.CheckRedirect = func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse }
+	return &browser{t: b.t, jar: b.jar, client: &c}
+}
+
+// navigate loads a page as a browser would (Accept: text/html).
+func (b *browser) navigate(u string) (*http.Response, string) {
+	b.t.Helper()
+	req, _ := http.NewRequest(http.MethodGet, u, nil)
+	req.Header.Set("Accept", "text/html,application/xhtml+xml")
+	return b.do(req)
+}
+
+// fetch calls an API as a browser app's fetch() would.
+func (b *browser) fetch(u string) (*http.Response, string) {
+	b.t.Helper()
+	req, _ := http.NewRequest(http.MethodGet, u, nil)
+	req.Header.Set("Accept", "application/json")
+	req.Header.Set("Sec-Fetch-Mode", "cors")
+	return b.do(req)
+}
+
+func (b *browser) do(req *http.Request) (*http.Response, string) {
+	b.t.Helper()
+	resp, err := b.client.Do(req)
+	if err != nil {
+		b.t.Fatalf("%s %s: %v", req.Method, req.URL, err)
+	}
+	defer resp.Body.Close()
+	body, _ := io.ReadAll(resp.Body)
+	return resp, string(body)
+}
+
+// cookies returns the jar's cookies for the site.
+func (b *browser) cookies(s *site) []*http.Cookie {
+	u, _ := http.NewRequest(http.MethodGet, s.url+"/", nil)
+	return b.jar.Cookies(u.URL)
+}
+
+// newProvider starts a testop provider and stops it when the test ends.
+func newProvider(t *testing.T, cfg testop.Config) *testop.Provider {
+	t.Helper()
+	p, err := testop.New(cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(p.Close)
+	return p
+}
+
+// testopSite protects a fresh upstream with oidc_auth against p.
+func testopSite(t *testing.T, p *testop.Provider, opts siteOptions) (*site, *upstream) {
+	t.Helper()
+	up := newUpstream(t)
+	opts.issuer, opts.clientID, opts.secret = p.Issuer(), p.ClientID(), p.ClientSecret()
+	return startSite(t, up, opts), up
+}
+
+// signIn navigates to path and follows the whole sign-in; it fails the test
+// unless the browser lands back on path with the upstream's answer.
+func (b *browser) signIn(s *site, path string) string {
+	b.t.Helper()
+	resp, body := b.navigate(s.url + path)
+	if resp.StatusCode != http.StatusOK || resp.Request.URL.Path != path {
+		b.t.Fatalf("sign-in ended at %s with %d: %s", resp.Request.URL, resp.StatusCode, body)
+	}
+	return body
+}
+
+// assertNoSecrets fails if any of secrets appears in text.
+func assertNoSecrets(t *testing.T, where, text string, secrets ...string) {
+	t.Helper()
+	for _, sec := range secrets {
+		if sec != "" && strings.Contains(text, sec) {
+			t.Errorf("%s contains a token value (%.12s...)", where, sec)
+		}
+	}
+}
+
+// jsonBody decodes a JSON response body.
+func jsonBody(t *testing.T, body string) map[string]any {
+	t.Helper()
+	var m map[string]any
+	if err := json.NewDecoder(bytes.NewReader([]byte(body))).Decode(&m); err != nil {
+		t.Fatalf("not JSON: %v: %s", err, body)
+	}
+	return m
+}
+
+var _ = context.Background
