@@ -162,6 +162,9 @@ func startSite(t *testing.T, up *upstream, opts siteOptions) *site {
 	s.config = cfg
 	s.load()
 	t.Cleanup(func() { _ = caddy.Stop() })
+	if opts.tls {
+		s.waitForTLS()
+	}
 	return s
 }
 
@@ -170,6 +173,23 @@ func (s *site) load() {
 	s.t.Helper()
 	if err := caddy.Load(s.config, true); err != nil {
 		s.t.Fatalf("loading Caddy config: %v", err)
+	}
+}
+
+// waitForTLS waits until Caddy has issued the site's internal certificate.
+func (s *site) waitForTLS() {
+	s.t.Helper()
+	deadline := time.Now().Add(15 * time.Second)
+	for {
+		conn, err := tls.Dial("tcp", strings.TrimPrefix(s.url, "https://"), &tls.Config{InsecureSkipVerify: true})
+		if err == nil {
+			conn.Close()
+			return
+		}
+		if time.Now().After(deadline) {
+			s.t.Fatalf("no TLS certificate: %v", err)
+		}
+		time.Sleep(100 * time.Millisecond)
 	}
 }
 
@@ -190,9 +210,10 @@ type browser struct {
 func newBrowser(t *testing.T) *browser {
 	jar, _ := cookiejar.New(nil)
 	return &browser{t: t, jar: jar, client: &http.Client{
-		Jar:       jar,
-		Timeout:   20 * time.Second,
-		Transport: &http.Transport{TLSClientConfig: &tls.Config{InsecureSkipVerify: true}},
+		Jar:     jar,
+		Timeout: 20 * time.Second,
+		// No keep-alive: tests reload Caddy on the same port.
+		Transport: &http.Transport{DisableKeepAlives: true, TLSClientConfig: &tls.Config{InsecureSkipVerify: true}},
 	}}
 }
 
@@ -288,3 +309,20 @@ func jsonBody(t *testing.T, body string) map[string]any {
 }
 
 var _ = context.Background
+
+func itoa(n int) string { return fmt.Sprint(n) }
+
+// portOf returns the site's port.
+func portOf(s *site) int {
+	var port int
+	fmt.Sscanf(s.url[strings.LastIndexByte(s.url, ':')+1:], "%d", &port)
+	return port
+}
+
+// stopCaddy stops the process's Caddy, as a shutdown would.
+func stopCaddy(t *testing.T) {
+	t.Helper()
+	if err := caddy.Stop(); err != nil {
+		t.Fatal(err)
+	}
+}
