@@ -1,0 +1,101 @@
+package caddyfile
+
+import (
+	"bytes"
+	"encoding/json"
+	"flag"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+
+	"github.com/caddyserver/caddy/v2/caddyconfig"
+	_ "github.com/caddyserver/caddy/v2/modules/standard"
+
+	_ "github.com/oidcgate/caddy-oidc/oidcauth"
+)
+
+var update = flag.Bool("update", false, "rewrite the JSON half of the golden files")
+
+// TestCaddyfileAdapt adapts each testdata/*.caddyfile.txt (a Caddyfile, a
+// line of dashes, the JSON it must produce) and compares the result.
+func TestCaddyfileAdapt(t *testing.T) {
+	files, _ := filepath.Glob("testdata/*.caddyfile.txt")
+	if len(files) == 0 {
+		t.Fatal("no golden files")
+	}
+	for _, f := range files {
+		t.Run(filepath.Base(f), func(t *testing.T) {
+			raw, err := os.ReadFile(f)
+			if err != nil {
+				t.Fatal(err)
+			}
+			input, want, ok := strings.Cut(string(raw), "\n----------\n")
+			if !ok {
+				t.Fatal("no ---------- separator")
+			}
+			out, _, err := caddyconfig.GetAdapter("caddyfile").Adapt([]byte(input), nil)
+			if err != nil {
+				t.Fatalf("adapting: %v", err)
+			}
+			var got bytes.Buffer
+			if err := json.Indent(&got, out, "", "\t"); err != nil {
+				t.Fatal(err)
+			}
+			if *update {
+				if err := os.WriteFile(f, []byte(input+"\n----------\n"+got.String()+"\n"), 0o644); err != nil {
+					t.Fatal(err)
+				}
+				return
+			}
+			if strings.TrimSpace(got.String()) != strings.TrimSpace(want) {
+				t.Errorf("adapted JSON differs (run go test -update to accept)\ngot:\n%s\nwant:\n%s", got.String(), want)
+			}
+		})
+	}
+}
+
+// TestCaddyfileErrors checks that mistakes are refused with a message that
+// names the directive and the bad value.
+func TestCaddyfileErrors(t *testing.T) {
+	cases := []struct{ body, want string }{
+		{`oidc_auth`, "issuer is required"},
+		{`oidc_auth https://op { client_id x }`, `unexpected argument "https://op"`},
+		{`oidc_auth { issuer a b
+client_id x }`, "issuer takes exactly one argument, got 2"},
+		{`oidc_auth { issuer https://op }`, "client_id is required"},
+		{`oidc_auth { issuer https://op
+client_id x
+client_id y }`, "client_id given twice"},
+		{`oidc_auth { issuer https://op
+client_id x
+bogus 1 }`, `unknown subdirective "bogus"`},
+		{`oidc_auth { issuer https://op
+client_id x
+scopes }`, "scopes takes at least one argument"},
+		{`oidc_auth { issuer https://op
+client_id x
+session_lifetime forever }`, `session_lifetime: bad duration "forever"`},
+		{`oidc_auth { issuer https://op
+client_id x
+unauthenticated sometimes }`, `unauthenticated takes auto`},
+		{`oidc_auth { issuer https://op
+client_id x
+unauthenticated status 200 }`, `bad status code "200"`},
+		{`oidc_auth { issuer https://op
+client_id x
+auth_param prompt }`, "auth_param takes a name and a value, got 1"},
+		{`oidc_auth { issuer https://op
+client_id x
+auth_param prompt login
+auth_param prompt none }`, `auth_param "prompt" given twice`},
+	}
+	for _, c := range cases {
+		body := strings.ReplaceAll(strings.ReplaceAll(c.body, "{ ", "{\n"), " }", "\n}")
+		input := "http://example.com {\n" + body + "\n}\n"
+		_, _, err := caddyconfig.GetAdapter("caddyfile").Adapt([]byte(input), nil)
+		if err == nil || !strings.Contains(err.Error(), c.want) || !strings.Contains(err.Error(), "oidc_auth") {
+			t.Errorf("%q: error %v, want one naming oidc_auth and %q", c.body, err, c.want)
+		}
+	}
+}
