@@ -37,25 +37,29 @@ type cookieStore struct {
 
 func (cs *cookieStore) Load(r *http.Request) (*Session, error) {
 	name := cs.cookies.fullName(r, cs.cookies.name)
-	value, ok := requestCookie(r, name)
-	if !ok || value == "" {
+	first, ok := requestCookie(r, name)
+	if !ok || first == "" {
 		return nil, nil
 	}
-	if n, first, chunked := parseChunkHeader(value); chunked {
-		var b strings.Builder
-		b.WriteString(first)
-		for i := 1; i < n; i++ {
-			part, ok := requestCookie(r, chunkName(name, i))
-			if !ok {
-				return nil, nil
-			}
-			b.WriteString(part)
-		}
-		value = b.String()
+	// Chunks are compared with the cached value in place, so a signed-in
+	// request allocates nothing to find its session.
+	n, head, chunked := parseChunkHeader(first)
+	if !chunked {
+		n = 1
 	}
-	if s := cs.cache.get(value); s != nil {
+	chunks := make([]string, 1, maxCookieChunks)
+	chunks[0] = head
+	for i := 1; i < n; i++ {
+		part, ok := requestCookie(r, chunkName(name, i))
+		if !ok {
+			return nil, nil
+		}
+		chunks = append(chunks, part)
+	}
+	if s := cs.cache.get(first, chunks); s != nil {
 		return s, nil
 	}
+	value := strings.Join(chunks, "")
 	plain, err := cs.keys.openString(value, cs.aad)
 	if err != nil {
 		return nil, nil // tampered, foreign or from a retired key: no session
@@ -64,7 +68,7 @@ func (cs *cookieStore) Load(r *http.Request) (*Session, error) {
 	if err != nil {
 		return nil, nil
 	}
-	cs.cache.put(value, s)
+	cs.cache.put(first, value, s)
 	return s, nil
 }
 
@@ -139,26 +143,45 @@ func (cs *cookieStore) Delete(w http.ResponseWriter, r *http.Request) error {
 
 // sessionCache remembers decoded sessions by their sealed cookie value, so a
 // signed-in request costs a map lookup instead of decryption and JSON
-// decoding. The key is the whole authenticated value, so a changed cookie is
-// never served from the cache.
+// decoding. Entries are found by the first cookie's value and must match the
+// whole sealed value, so a changed cookie is never served from the cache.
 type sessionCache struct {
 	mu      sync.RWMutex
-	entries map[string]*Session
+	entries map[string]cachedSession
 	max     int
 }
 
+type cachedSession struct {
+	value   string // the whole sealed value, all chunks joined
+	session *Session
+}
+
 func newSessionCache(max int) *sessionCache {
-	return &sessionCache{entries: make(map[string]*Session), max: max}
+	return &sessionCache{entries: make(map[string]cachedSession), max: max}
 }
 
-func (c *sessionCache) get(k string) *Session {
+// get returns the session whose sealed value is the concatenation of chunks.
+func (c *sessionCache) get(first string, chunks []string) *Session {
 	c.mu.RLock()
-	s := c.entries[k]
+	e, ok := c.entries[first]
 	c.mu.RUnlock()
-	return s
+	if !ok {
+		return nil
+	}
+	rest := e.value
+	for _, part := range chunks {
+		if !strings.HasPrefix(rest, part) {
+			return nil
+		}
+		rest = rest[len(part):]
+	}
+	if rest != "" {
+		return nil
+	}
+	return e.session
 }
 
-func (c *sessionCache) put(k string, s *Session) {
+func (c *sessionCache) put(first, value string, s *Session) {
 	c.mu.Lock()
 	if len(c.entries) >= c.max {
 		// Evict an arbitrary tenth: cheap, and a miss only costs a decode.
@@ -170,13 +193,13 @@ func (c *sessionCache) put(k string, s *Session) {
 			}
 		}
 	}
-	c.entries[k] = s
+	c.entries[first] = cachedSession{value: value, session: s}
 	c.mu.Unlock()
 }
 
-func (c *sessionCache) remove(k string) {
+func (c *sessionCache) remove(first string) {
 	c.mu.Lock()
-	delete(c.entries, k)
+	delete(c.entries, first)
 	c.mu.Unlock()
 }
 

@@ -1,0 +1,101 @@
+package oidcauth
+
+import (
+	"context"
+	"crypto/rand"
+	"encoding/base64"
+	"net/http"
+	"net/http/httptest"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/caddyserver/caddy/v2"
+	"github.com/caddyserver/caddy/v2/modules/caddyhttp"
+)
+
+func testKey() string {
+	k := make([]byte, sessionKeySize)
+	_, _ = rand.Read(k)
+	return base64.StdEncoding.EncodeToString(k)
+}
+
+// newTestHandler provisions a Handler for unit tests and benchmarks. Its
+// provider is unreachable: these tests exercise sessions, not sign-in.
+func newTestHandler(tb testing.TB, h *Handler) *Handler {
+	tb.Helper()
+	ctx, cancel := caddy.NewContext(caddy.Context{Context: context.Background()})
+	tb.Cleanup(cancel)
+	if h.Issuer == "" {
+		h.Issuer = "http://127.0.0.1:1"
+	}
+	if h.ClientID == "" {
+		h.ClientID = "client"
+	}
+	if len(h.SessionKeys) == 0 {
+		h.SessionKeys = []string{testKey()}
+	}
+	if err := h.Provision(ctx); err != nil {
+		tb.Fatal(err)
+	}
+	if err := h.Validate(); err != nil {
+		tb.Fatal(err)
+	}
+	return h
+}
+
+// fakeJWT builds a compact JWT-shaped string with the given payload; the
+// session layer never checks signatures (the callback did).
+func fakeJWT(payload string) string {
+	enc := base64.RawURLEncoding
+	return enc.EncodeToString([]byte(`{"alg":"RS256","kid":"k1"}`)) + "." +
+		enc.EncodeToString([]byte(payload)) + "." + enc.EncodeToString(make([]byte, 256))
+}
+
+func testSession(now time.Time, idTokenPadding, accessTokenSize int) *Session {
+	payload := `{"iss":"http://op","sub":"user-1","aud":"client","email":"alice@example.com","name":"Alice Example","email_verified":true,"age":42,"groups":["a","b"],"pad":"` + strings.Repeat("x", idTokenPadding) + `"}`
+	s := &Session{
+		subject:      "user-1",
+		rawIDToken:   fakeJWT(payload),
+		accessToken:  randomString(accessTokenSize * 3 / 4),
+		refreshToken: randomString(48),
+		tokenExpiry:  now.Add(time.Hour),
+		createdAt:    now,
+		lastSeen:     now,
+	}
+	if err := s.deriveClaims(); err != nil {
+		panic(err)
+	}
+	return s
+}
+
+// signedInRequest returns a request carrying s's cookies, as Caddy would
+// hand it to a handler (with a replacer and vars in its context).
+func signedInRequest(tb testing.TB, h *Handler, s *Session) *http.Request {
+	tb.Helper()
+	setup := httptest.NewRequest(http.MethodGet, "http://example.com/", nil)
+	rec := httptest.NewRecorder()
+	if err := h.store.Save(rec, setup, s); err != nil {
+		tb.Fatal(err)
+	}
+	r := httptest.NewRequest(http.MethodGet, "http://example.com/app", nil)
+	for _, c := range rec.Result().Cookies() {
+		r.AddCookie(c)
+	}
+	return caddyRequest(r)
+}
+
+func caddyRequest(r *http.Request) *http.Request {
+	repl := caddy.NewReplacer()
+	ctx := context.WithValue(r.Context(), caddy.ReplacerCtxKey, repl)
+	ctx = context.WithValue(ctx, caddyhttp.VarsCtxKey, map[string]any{})
+	return r.WithContext(ctx)
+}
+
+// recordingNext is a next handler that remembers the request it was given.
+type recordingNext struct{ r *http.Request }
+
+func (n *recordingNext) ServeHTTP(w http.ResponseWriter, r *http.Request) error {
+	n.r = r
+	return nil
+}

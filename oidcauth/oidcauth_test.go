@@ -1,0 +1,179 @@
+package oidcauth
+
+import (
+	"encoding/json"
+	"fmt"
+	"net/http"
+	"net/http/httptest"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/caddyserver/caddy/v2"
+)
+
+func TestSignedInRequestSetsUserPlaceholdersAndSession(t *testing.T) {
+	h := newTestHandler(t, &Handler{})
+	s := testSession(time.Now(), 100, 100)
+	r := signedInRequest(t, h, s)
+	next := &recordingNext{}
+	if err := h.ServeHTTP(httptest.NewRecorder(), r, next); err != nil {
+		t.Fatal(err)
+	}
+	if next.r == nil {
+		t.Fatal("next handler not called")
+	}
+	repl := r.Context().Value(caddy.ReplacerCtxKey).(*caddy.Replacer)
+	for k, want := range map[string]string{
+		"http.auth.user.id":             "user-1",
+		"http.auth.user.email":          "alice@example.com",
+		"http.auth.user.email_verified": "true",
+		"http.auth.user.age":            "42",
+	} {
+		if got, _ := repl.GetString(k); got != want {
+			t.Errorf("{%s} = %q, want %q", k, got, want)
+		}
+	}
+	if _, ok := repl.Get("http.auth.user.groups"); ok {
+		t.Error("array claims are not top-level scalars")
+	}
+	got, ok := SessionFromRequest(next.r)
+	if !ok || got.Subject() != "user-1" || got.AccessToken() != s.AccessToken() {
+		t.Fatalf("SessionFromRequest = %v, %v", got, ok)
+	}
+}
+
+func TestSessionFormattingRevealsNoToken(t *testing.T) {
+	s := testSession(time.Now(), 10, 40)
+	for _, f := range []string{"%v", "%+v", "%#v", "%s"} {
+		out := fmt.Sprintf(f, s)
+		if strings.Contains(out, s.AccessToken()) || strings.Contains(out, s.RefreshToken()) || strings.Contains(out, s.RawIDToken()) {
+			t.Errorf("%s prints a token: %s", f, out)
+		}
+	}
+}
+
+func TestSessionEndsAfterAbsoluteLifetime(t *testing.T) {
+	h := newTestHandler(t, &Handler{SessionLifetime: caddy.Duration(time.Hour)})
+	start := time.Now()
+	s := testSession(start, 10, 10)
+	for _, c := range []struct {
+		at   time.Duration
+		want int
+	}{{59 * time.Minute, 200}, {61 * time.Minute, 401}} {
+		h.now = func() time.Time { return start.Add(c.at) }
+		rec := httptest.NewRecorder()
+		r := signedInRequest(t, h, s)
+		r.Header.Set("Accept", "application/json")
+		_ = h.ServeHTTP(rec, r, &recordingNext{})
+		if got := statusOf200(rec); got != c.want {
+			t.Errorf("after %s: %d, want %d", c.at, got, c.want)
+		}
+	}
+}
+
+func TestSessionEndsAfterIdleTimeoutAndUseExtendsIt(t *testing.T) {
+	h := newTestHandler(t, &Handler{IdleTimeout: caddy.Duration(30 * time.Minute)})
+	start := time.Now()
+	s := testSession(start, 10, 10)
+	r := signedInRequest(t, h, s)
+
+	// Used after 20 minutes: still valid, and the cookie is renewed.
+	h.now = func() time.Time { return start.Add(20 * time.Minute) }
+	rec := httptest.NewRecorder()
+	_ = h.ServeHTTP(rec, r, &recordingNext{})
+	if statusOf200(rec) != 200 || len(rec.Result().Cookies()) == 0 {
+		t.Fatalf("after 20m: %d with %d cookies, want 200 and a renewed cookie", rec.Code, len(rec.Result().Cookies()))
+	}
+	renewed := caddyRequest(httptest.NewRequest("GET", "http://example.com/", nil))
+	for _, c := range rec.Result().Cookies() {
+		renewed.AddCookie(c)
+	}
+	renewed.Header.Set("Accept", "application/json")
+
+	// 40 minutes after sign-in but 20 after last use: valid with the
+	// renewed cookie, not with the old one.
+	h.now = func() time.Time { return start.Add(40 * time.Minute) }
+	rec = httptest.NewRecorder()
+	_ = h.ServeHTTP(rec, renewed, &recordingNext{})
+	if statusOf200(rec) != 200 {
+		t.Fatalf("renewed cookie after 40m: %d", rec.Code)
+	}
+	rec = httptest.NewRecorder()
+	r.Header.Set("Accept", "application/json")
+	_ = h.ServeHTTP(rec, r, &recordingNext{})
+	if statusOf200(rec) != 401 {
+		t.Fatalf("old cookie idle for 40m: %d, want 401", rec.Code)
+	}
+}
+
+// statusOf200 reads a recorder's status, counting "nothing written" as the
+// 200 the next handler would have sent.
+func statusOf200(rec *httptest.ResponseRecorder) int {
+	if !rec.Flushed && rec.Body.Len() == 0 && rec.Code == 200 {
+		return 200
+	}
+	return rec.Code
+}
+
+func TestUserinfoServesClaimsAndRawIDTokenButNoOtherToken(t *testing.T) {
+	h := newTestHandler(t, &Handler{})
+	s := testSession(time.Now(), 10, 80)
+	r := signedInRequest(t, h, s)
+	r.URL.Path = "/oauth2/userinfo"
+	rec := httptest.NewRecorder()
+	if err := h.ServeHTTP(rec, r, &recordingNext{}); err != nil {
+		t.Fatal(err)
+	}
+	var body struct {
+		Sub        string         `json:"sub"`
+		IDToken    map[string]any `json:"idToken"`
+		RawIDToken string         `json:"rawIdToken"`
+	}
+	if err := json.Unmarshal(rec.Body.Bytes(), &body); err != nil {
+		t.Fatal(err)
+	}
+	if body.Sub != "user-1" || body.IDToken["email"] != "alice@example.com" || body.RawIDToken != s.RawIDToken() {
+		t.Fatalf("userinfo = %s", rec.Body)
+	}
+	if strings.Contains(rec.Body.String(), s.AccessToken()) || strings.Contains(rec.Body.String(), s.RefreshToken()) {
+		t.Fatal("userinfo contains the access or refresh token")
+	}
+	if rec.Header().Get("Cache-Control") != "no-store" {
+		t.Error("userinfo is cacheable")
+	}
+
+	rec = httptest.NewRecorder()
+	anon := caddyRequest(httptest.NewRequest(http.MethodGet, "http://example.com/oauth2/userinfo", nil))
+	_ = h.ServeHTTP(rec, anon, &recordingNext{})
+	if rec.Code != http.StatusUnauthorized {
+		t.Fatalf("userinfo without a session: %d", rec.Code)
+	}
+}
+
+func TestValidateRefusesReservedAuthParamsAndWeakAlgorithms(t *testing.T) {
+	for _, h := range []*Handler{
+		{AuthParams: map[string]string{"nonce": "fixed"}},
+		{AuthParams: map[string]string{"code_challenge_method": "plain"}},
+		{SigningAlgs: []string{"none"}},
+		{SigningAlgs: []string{"HS256"}},
+		{Unauthenticated: "maybe"},
+		{RedirectURL: "ftp://x/cb"},
+	} {
+		ctxH := *h
+		if ctxH.Issuer == "" {
+			ctxH.Issuer = "http://127.0.0.1:1"
+		}
+		ctxH.ClientID = "c"
+		ctxH.SessionKeys = []string{testKey()}
+		ctx, cancel := caddy.NewContext(caddy.Context{Context: t.Context()})
+		err := ctxH.Provision(ctx)
+		if err == nil {
+			err = ctxH.Validate()
+		}
+		cancel()
+		if err == nil {
+			t.Errorf("%+v accepted", *h)
+		}
+	}
+}
