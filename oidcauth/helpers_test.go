@@ -12,6 +12,10 @@ import (
 
 	"github.com/caddyserver/caddy/v2"
 	"github.com/caddyserver/caddy/v2/modules/caddyhttp"
+
+	"go.uber.org/zap"
+
+	"github.com/oidcgate/caddy-oidc/internal/testop"
 )
 
 func testKey() string {
@@ -20,14 +24,19 @@ func testKey() string {
 	return base64.StdEncoding.EncodeToString(k)
 }
 
-// newTestHandler provisions a Handler for unit tests and benchmarks. Its
-// provider is unreachable: these tests exercise sessions, not sign-in.
+// newTestHandler provisions a Handler for unit tests and benchmarks, with a
+// test provider as its issuer.
 func newTestHandler(tb testing.TB, h *Handler) *Handler {
 	tb.Helper()
 	ctx, cancel := caddy.NewContext(caddy.Context{Context: context.Background()})
 	tb.Cleanup(cancel)
 	if h.Issuer == "" {
-		h.Issuer = "http://127.0.0.1:1"
+		p, err := testop.New(testop.Config{ClientID: "client"})
+		if err != nil {
+			tb.Fatal(err)
+		}
+		tb.Cleanup(p.Close)
+		h.Issuer = p.Issuer()
 	}
 	if h.ClientID == "" {
 		h.ClientID = "client"
@@ -35,7 +44,7 @@ func newTestHandler(tb testing.TB, h *Handler) *Handler {
 	if len(h.SessionKeys) == 0 {
 		h.SessionKeys = []string{testKey()}
 	}
-	if err := h.Provision(ctx); err != nil {
+	if err := h.provision(ctx, zap.NewNop()); err != nil {
 		tb.Fatal(err)
 	}
 	if err := h.Validate(); err != nil {

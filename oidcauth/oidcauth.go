@@ -173,7 +173,11 @@ var reservedAuthParams = []string{
 
 // Provision sets defaults, resolves secrets and starts provider discovery.
 func (h *Handler) Provision(ctx caddy.Context) error {
-	h.logger = ctx.Logger()
+	return h.provision(ctx, ctx.Logger())
+}
+
+func (h *Handler) provision(ctx caddy.Context, logger *zap.Logger) error {
+	h.logger = logger
 	h.now = time.Now
 	repl := caddy.NewReplacer()
 

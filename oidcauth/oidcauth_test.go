@@ -10,6 +10,7 @@ import (
 	"time"
 
 	"github.com/caddyserver/caddy/v2"
+	"go.uber.org/zap"
 )
 
 func TestSignedInRequestSetsUserPlaceholdersAndSession(t *testing.T) {
@@ -167,7 +168,7 @@ func TestValidateRefusesReservedAuthParamsAndWeakAlgorithms(t *testing.T) {
 		ctxH.ClientID = "c"
 		ctxH.SessionKeys = []string{testKey()}
 		ctx, cancel := caddy.NewContext(caddy.Context{Context: t.Context()})
-		err := ctxH.Provision(ctx)
+		err := ctxH.provision(ctx, zap.NewNop())
 		if err == nil {
 			err = ctxH.Validate()
 		}
