@@ -1,6 +1,7 @@
 package integration
 
 import (
+	"html"
 	"net/http"
 	"net/url"
 	"strings"
@@ -254,4 +255,72 @@ func TestProviderAccessDeniedGets403Page(t *testing.T) {
 	if resp.StatusCode != http.StatusForbidden || strings.Contains(body, "<script>alert") || strings.Contains(body, "<b>x") {
 		t.Fatalf("provider error text must be escaped: %d %s", resp.StatusCode, body)
 	}
+}
+
+// TestLogoutEndsProviderSessionWithIDTokenHint: logout clears every session
+// cookie and sends the browser to the provider's end_session_endpoint with
+// id_token_hint and post_logout_redirect_uri, by POST so the ID token stays
+// out of URLs and access logs.
+func TestLogoutEndsProviderSessionWithIDTokenHint(t *testing.T) {
+	p := newProvider(t, testop.Config{IDTokenPadding: 5000}) // a chunked session
+	s, _ := testopSite(t, p, siteOptions{})
+	b := newBrowser(t)
+	b.signIn(s, "/")
+	resp, page := b.noFollow().navigate(s.url + "/oauth2/logout?rd=/bye")
+	if resp.StatusCode != http.StatusOK {
+		t.Fatalf("logout: %d", resp.StatusCode)
+	}
+	if loc := resp.Header.Get("Location"); loc != "" {
+		t.Fatalf("logout redirects with Location %q; the ID token must not go in a URL", loc)
+	}
+	for _, c := range b.cookies(s) {
+		if strings.HasPrefix(c.Name, "oidc_session") {
+			t.Errorf("cookie %s survived logout", c.Name)
+		}
+	}
+	action, form := parseAutoPostForm(t, page)
+	if action != p.Issuer()+"/end_session" {
+		t.Fatalf("form posts to %q", action)
+	}
+	resp, err := b.noFollow().client.PostForm(action, form)
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp.Body.Close()
+	got := p.LastEndSessionRequest()
+	if got.Get("id_token_hint") == "" || got.Get("post_logout_redirect_uri") != s.url+"/bye" || got.Get("client_id") != p.ClientID() {
+		t.Fatalf("end_session request: %v", got)
+	}
+	if resp.Header.Get("Location") != s.url+"/bye" {
+		t.Fatalf("provider sent the browser to %q", resp.Header.Get("Location"))
+	}
+	if resp, _ := b.fetch(s.url + "/api"); resp.StatusCode != http.StatusUnauthorized {
+		t.Fatalf("after logout: %d, want 401", resp.StatusCode)
+	}
+	assertNoSecrets(t, "Caddy's log", s.logs(), p.IssuedTokens()...)
+}
+
+// parseAutoPostForm extracts the action and hidden fields of the logout page.
+func parseAutoPostForm(t *testing.T, page string) (string, url.Values) {
+	t.Helper()
+	attr := func(tag, name string) string {
+		_, v, ok := strings.Cut(tag, name+`="`)
+		if !ok {
+			return ""
+		}
+		v, _, _ = strings.Cut(v, `"`)
+		return html.UnescapeString(v)
+	}
+	formTag, rest, ok := strings.Cut(page, "<form ")
+	_ = formTag
+	if !ok {
+		t.Fatalf("no form in %s", page)
+	}
+	action := attr(rest[:strings.Index(rest, ">")], "action")
+	form := url.Values{}
+	for _, in := range strings.Split(rest, "<input ")[1:] {
+		tag := in[:strings.Index(in, ">")]
+		form.Add(attr(tag, "name"), attr(tag, "value"))
+	}
+	return action, form
 }
