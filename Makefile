@@ -1,0 +1,55 @@
+# Build, demo and test caddy-oidc. `make demo` runs the example site with a
+# local OpenID provider; `make test` runs every check CI runs.
+
+XCADDY_VERSION := v0.4.5
+CADDY_VERSION  := v2.11.9
+
+MODULE := github.com/oidcgate/caddy-oidc
+SHELL  := /bin/bash
+
+# What goes into bin/caddy: the module's Go files, except tests, examples
+# and the development tools.
+CADDY_SOURCES := go.mod go.sum $(shell find . -name '*.go' -not -name '*_test.go' \
+	-not -path './bin/*' -not -path './examples/*' -not -path './cmd/*' \
+	-not -path './internal/devop/*' -not -path './internal/testop/*')
+
+.PHONY: demo test check-go clean
+
+bin/xcaddy:
+	GOBIN=$(CURDIR)/bin go install github.com/caddyserver/xcaddy/cmd/xcaddy@$(XCADDY_VERSION)
+
+# The module path is not published, so the proxy cannot resolve it: with
+# "|off" after the first proxy, xcaddy's `go get` of it falls through to the
+# local replacement that --with ...=./ sets up.
+bin/caddy: bin/xcaddy $(CADDY_SOURCES)
+	GOPROXY="$$(go env GOPROXY | cut -d, -f1)|off" \
+		bin/xcaddy build $(CADDY_VERSION) --with $(MODULE)=./ --output bin/caddy
+
+bin/oidc-dev-provider: go.mod go.sum $(shell find cmd internal/devop -name '*.go' -not -name '*_test.go')
+	go build -o $@ ./cmd/oidc-dev-provider
+
+# The provider runs in the background and stops when Caddy exits (Ctrl+C).
+demo: bin/caddy bin/oidc-dev-provider
+	@export OIDC_CLIENT_SECRET=demo-secret; \
+	bin/oidc-dev-provider -client-secret "$$OIDC_CLIENT_SECRET" & provider=$$!; \
+	trap 'kill $$provider 2>/dev/null; wait $$provider 2>/dev/null' EXIT; \
+	trap 'exit 130' INT TERM; \
+	for _ in $$(seq 50); do (exec 3<>/dev/tcp/localhost/9998) 2>/dev/null && break; sleep 0.1; done; sleep 0.3; \
+	echo; \
+	echo "==> Open http://localhost:8080 and sign in as demo / demo-password (Ctrl+C stops)"; \
+	echo; \
+	bin/caddy run --config examples/Caddyfile --adapter caddyfile
+
+test: check-go bin/caddy
+	bin/caddy list-modules | grep -q http.handlers.oidc_auth
+	bin/caddy adapt --config examples/Caddyfile --adapter caddyfile >/dev/null
+	DEMO_CADDY_BIN=$(CURDIR)/bin/caddy go test ./examples/ -run TestDemo -count=1 -v
+
+check-go:
+	@unformatted="$$(gofmt -l .)"; \
+	if [ -n "$$unformatted" ]; then echo "gofmt needed for:"; echo "$$unformatted"; exit 1; fi
+	go vet ./...
+	go test -race ./...
+
+clean:
+	rm -rf bin

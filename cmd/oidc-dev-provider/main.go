@@ -1,0 +1,92 @@
+// Command oidc-dev-provider runs a local OpenID Connect provider with one
+// confidential client and one demo user, for trying oidc_auth on a developer
+// machine. It keeps everything in memory and uses a fixed token encryption
+// key: do not expose it to a network you do not control.
+//
+// Usage:
+//
+//	oidc-dev-provider [-addr localhost:9998] [-client-id caddy-demo] [-client-secret demo-secret]
+//	                  [-redirect-uri URI]... [-post-logout-redirect-uri URI]...
+//
+// Redirect URIs may be globs ("http://localhost:*/oauth2/callback"); "*" does
+// not match "/".
+package main
+
+import (
+	"context"
+	"flag"
+	"fmt"
+	"os"
+	"os/signal"
+	"strings"
+	"syscall"
+
+	"github.com/oidcgate/caddy-oidc/internal/devop"
+)
+
+// uriList is a repeatable flag; the first use replaces the default.
+type uriList struct {
+	values []string
+	set    bool
+}
+
+func (l *uriList) String() string { return strings.Join(l.values, " ") }
+
+func (l *uriList) Set(v string) error {
+	if !l.set {
+		l.values, l.set = nil, true
+	}
+	l.values = append(l.values, v)
+	return nil
+}
+
+func main() {
+	redirects := &uriList{values: []string{"http://localhost:8080/oauth2/callback"}}
+	postLogout := &uriList{values: []string{"http://localhost:8080/*"}}
+
+	addr := flag.String("addr", "localhost:9998", "listen address")
+	issuer := flag.String("issuer", "", "issuer URL without trailing slash (default: http:// + the listen address)")
+	clientID := flag.String("client-id", devop.DefaultClientID, "client ID of the confidential web client")
+	clientSecret := flag.String("client-secret", devop.DefaultClientSecret, "client secret of the web client")
+	flag.Var(redirects, "redirect-uri", "allowed redirect URI or glob; repeatable")
+	flag.Var(postLogout, "post-logout-redirect-uri", "allowed post-logout redirect URI or glob; repeatable")
+	flag.Parse()
+	if flag.NArg() > 0 {
+		fmt.Fprintf(os.Stderr, "unexpected arguments: %s\n", strings.Join(flag.Args(), " "))
+		flag.Usage()
+		os.Exit(2)
+	}
+
+	srv, err := devop.New(devop.Config{
+		Addr:                   *addr,
+		Issuer:                 *issuer,
+		ClientID:               *clientID,
+		ClientSecret:           *clientSecret,
+		RedirectURIs:           redirects.values,
+		PostLogoutRedirectURIs: postLogout.values,
+	})
+	if err != nil {
+		fmt.Fprintf(os.Stderr, "oidc-dev-provider: %v\n", err)
+		os.Exit(1)
+	}
+	defer srv.Close()
+
+	fmt.Printf(`OpenID Connect development provider (in-memory, not for production)
+
+  issuer         %s
+  client_id      %s
+  client_secret  %s
+  redirect URIs  %s
+  after logout   %s
+
+  sign in as     username %q  password %q
+
+Press Ctrl+C to stop.
+`, srv.Issuer(), *clientID, *clientSecret,
+		strings.Join(redirects.values, ", "), strings.Join(postLogout.values, ", "),
+		devop.DemoUsername, devop.DemoPassword)
+
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	defer stop()
+	<-ctx.Done()
+}
