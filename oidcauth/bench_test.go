@@ -28,3 +28,22 @@ func BenchmarkAuthenticatedRequest(b *testing.B) {
 		_ = h.ServeHTTP(w, r, next)
 	}
 }
+
+// BenchmarkAuthenticatedRequestUncached is the same request when the session
+// is not in the decoded-session cache (the first request after a restart, or
+// on another instance): decryption and JSON decoding included.
+func BenchmarkAuthenticatedRequestUncached(b *testing.B) {
+	h := newTestHandler(b, &Handler{})
+	r := signedInRequest(b, h, testSession(time.Now(), 700, 1200))
+	w := httptest.NewRecorder()
+	next := &recordingNext{}
+	cache := h.store.(*cookieStore).cache
+	b.ReportAllocs()
+	b.ResetTimer()
+	for b.Loop() {
+		cache.mu.Lock()
+		clear(cache.entries)
+		cache.mu.Unlock()
+		_ = h.ServeHTTP(w, r, next)
+	}
+}
