@@ -87,17 +87,17 @@ func writeAutoPost(w http.ResponseWriter, action string, form url.Values) error 
 			fields = append(fields, field{k, v})
 		}
 	}
+	// Only the hash-pinned submit script may run. No form-action: browsers
+	// apply it to every redirect after the submission too, and the provider
+	// sends the browser on to post_logout_redirect_uri (and some providers
+	// through hosts of their own first).
 	sum := sha256.Sum256([]byte(autoPostScript))
-	origin := action
-	if u, err := url.Parse(action); err == nil {
-		origin = u.Scheme + "://" + u.Host
-	}
 	hdr := w.Header()
 	hdr.Set("Content-Type", "text/html; charset=utf-8")
 	hdr.Set("Cache-Control", "no-store")
 	hdr.Set("Referrer-Policy", "no-referrer")
 	hdr.Set("Content-Security-Policy", "default-src 'none'; script-src 'sha256-"+
-		base64.StdEncoding.EncodeToString(sum[:])+"'; form-action "+origin)
+		base64.StdEncoding.EncodeToString(sum[:])+"'")
 	w.WriteHeader(http.StatusOK)
 	return autoPostTemplate.Execute(w, struct {
 		Action string
