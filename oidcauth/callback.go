@@ -100,6 +100,7 @@ func (h *Handler) serveCallback(w http.ResponseWriter, r *http.Request) error {
 		tokenExpiry:  tok.Expiry,
 		createdAt:    now,
 		lastSeen:     now,
+		owner:        h,
 	}
 	if err := s.deriveClaims(); err != nil {
 		return h.errorPage(w, r, http.StatusUnauthorized, "Sign-in could not be completed", err.Error(), true)

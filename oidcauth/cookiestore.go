@@ -27,6 +27,7 @@ const (
 // cookies (the base64url alphabet has no dot), so a reader knows how many to
 // join.
 type cookieStore struct {
+	owner    *Handler
 	keys     *keyRing
 	cookies  cookieSettings
 	aad      []byte
@@ -68,6 +69,7 @@ func (cs *cookieStore) Load(r *http.Request) (*Session, error) {
 	if err != nil {
 		return nil, nil
 	}
+	s.owner = cs.owner
 	cs.cache.put(first, value, s)
 	return s, nil
 }

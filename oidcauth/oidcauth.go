@@ -140,6 +140,7 @@ type Handler struct {
 	cookies       cookieSettings
 	loginCookies  cookieSettings
 	touchInterval time.Duration
+	refreshes     *refreshGroup
 	logger        *zap.Logger
 	now           func() time.Time
 }
@@ -265,7 +266,9 @@ func (h *Handler) provision(ctx caddy.Context, logger *zap.Logger) error {
 		h.touchInterval = max(idle/10, time.Second)
 	}
 
+	h.refreshes = new(refreshGroup)
 	h.store = &cookieStore{
+		owner:    h,
 		keys:     h.keys,
 		cookies:  h.cookies,
 		aad:      []byte("oidc_auth session\x00" + issuer + "\x00" + clientID),

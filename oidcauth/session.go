@@ -30,6 +30,10 @@ type Session struct {
 	createdAt    time.Time
 	lastSeen     time.Time
 
+	// owner is the handler that loaded or created the session and can
+	// refresh and save it.
+	owner *Handler
+
 	// Derived from rawIDToken when the session is decoded, not stored.
 	claimsJSON []byte
 	claims     map[string]any

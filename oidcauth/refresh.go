@@ -1,0 +1,214 @@
+package oidcauth
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"net/http"
+	"sync"
+	"time"
+
+	"go.uber.org/zap"
+	"golang.org/x/oauth2"
+)
+
+// Errors of FreshSession.
+var (
+	// ErrNoSession means the request is not signed in.
+	ErrNoSession = errors.New("not signed in")
+	// ErrSessionEnded means the provider refused to refresh the tokens
+	// (invalid_grant: revoked, expired or already used refresh token); the
+	// session has been deleted and the user must sign in again.
+	ErrSessionEnded = errors.New("the identity provider ended the session")
+	// ErrNoAccessToken means the session has no access token that is still
+	// valid and none can be had without signing in again.
+	ErrNoAccessToken = errors.New("the session has no usable access token")
+	// ErrProviderUnavailable means the provider could not be reached to
+	// refresh the tokens; the session is kept.
+	ErrProviderUnavailable = errProviderUnavailable
+)
+
+// recentRefreshTTL is how long the result of a refresh is remembered for
+// requests that still carry the old session: they were sent before the
+// browser received the new cookie, and must not spend the old refresh
+// token again (providers that rotate refresh tokens would treat that as
+// token theft and revoke the whole grant).
+const recentRefreshTTL = 2 * time.Minute
+
+// maxRecentRefreshes bounds the memory remembered results take.
+const maxRecentRefreshes = 10000
+
+// FreshSession returns the request's session with an access token that is
+// valid for at least minValidity, refreshing the tokens first when needed.
+// A refreshed session is saved (its cookies set on w) and attached to the
+// returned request, which later handlers should receive. Concurrent calls
+// for one session make a single call to the provider's token endpoint.
+//
+// On error, the returned request is r; WriteSessionError answers it.
+func FreshSession(w http.ResponseWriter, r *http.Request, minValidity time.Duration) (*Session, *http.Request, error) {
+	s, ok := SessionFromRequest(r)
+	if !ok {
+		return nil, r, ErrNoSession
+	}
+	h := s.owner
+	now := h.now()
+	if s.accessToken != "" && (s.tokenExpiry.IsZero() || s.tokenExpiry.Sub(now) > minValidity) {
+		return s, r, nil
+	}
+	if s.refreshToken == "" {
+		if s.accessToken != "" && s.tokenExpiry.After(now) {
+			return s, r, nil // expiring soon, but nothing better to be had
+		}
+		return nil, r, ErrNoAccessToken
+	}
+	ns, err := h.refreshes.refresh(r.Context(), h, s)
+	if err != nil {
+		if errors.Is(err, ErrSessionEnded) {
+			h.logger.Info("session ended by the provider", zap.String("sub", s.subject))
+			if derr := h.store.Delete(w, r); derr != nil {
+				h.logger.Error("deleting session", zap.Error(derr))
+			}
+		} else {
+			h.logger.Warn("refreshing tokens failed", zap.String("sub", s.subject), zap.Error(err))
+		}
+		return nil, r, err
+	}
+	if err := h.store.Save(w, r, ns); err != nil {
+		h.logger.Error("saving refreshed session", zap.Error(err))
+	}
+	return ns, withSession(r, ns), nil
+}
+
+// WriteSessionError answers a request for which FreshSession failed: a
+// request whose session ended is treated as unauthenticated by the
+// oidc_auth handler's rules (navigations are sent to sign in, other requests
+// get its status), a provider outage gets 503.
+func WriteSessionError(w http.ResponseWriter, r *http.Request, err error) error {
+	s, _ := SessionFromRequest(r)
+	if s == nil {
+		writeJSON(w, http.StatusUnauthorized, map[string]string{"error": "unauthenticated", "message": "sign in first"})
+		return nil
+	}
+	h := s.owner
+	if errors.Is(err, errProviderUnavailable) {
+		return h.providerUnavailable(w, r, err)
+	}
+	return h.unauthenticated(w, r)
+}
+
+// refreshGroup makes one token-endpoint call per refresh token, whatever
+// the number of concurrent requests, and remembers recent results.
+type refreshGroup struct {
+	mu       sync.Mutex
+	inflight map[string]*refreshCall
+	recent   map[string]recentRefresh
+}
+
+type refreshCall struct {
+	done    chan struct{}
+	session *Session
+	err     error
+}
+
+type recentRefresh struct {
+	session *Session
+	at      time.Time
+}
+
+func (g *refreshGroup) refresh(ctx context.Context, h *Handler, s *Session) (*Session, error) {
+	key := s.refreshToken
+	g.mu.Lock()
+	if g.inflight == nil {
+		g.inflight = make(map[string]*refreshCall)
+		g.recent = make(map[string]recentRefresh)
+	}
+	if rr, ok := g.recent[key]; ok && h.now().Sub(rr.at) < recentRefreshTTL {
+		g.mu.Unlock()
+		return rr.session, nil
+	}
+	c, ok := g.inflight[key]
+	if !ok {
+		c = &refreshCall{done: make(chan struct{})}
+		g.inflight[key] = c
+		g.mu.Unlock()
+		// The call outlives the request that started it: the others
+		// waiting for it must not fail because that client went away.
+		c.session, c.err = h.refreshTokens(context.WithoutCancel(ctx), s)
+		g.mu.Lock()
+		delete(g.inflight, key)
+		if c.err == nil {
+			g.remember(key, c.session, h.now())
+		}
+		g.mu.Unlock()
+		close(c.done)
+	} else {
+		g.mu.Unlock()
+	}
+	select {
+	case <-c.done:
+		return c.session, c.err
+	case <-ctx.Done():
+		return nil, ctx.Err()
+	}
+}
+
+func (g *refreshGroup) remember(key string, s *Session, now time.Time) {
+	if len(g.recent) >= maxRecentRefreshes {
+		for k, rr := range g.recent {
+			if now.Sub(rr.at) >= recentRefreshTTL {
+				delete(g.recent, k)
+			}
+		}
+		if len(g.recent) >= maxRecentRefreshes {
+			clear(g.recent)
+		}
+	}
+	g.recent[key] = recentRefresh{s, now}
+}
+
+// refreshTokens redeems the session's refresh token. A new ID token, if the
+// provider sends one, is verified like the first (OpenID Connect Core 12.2)
+// and must be about the same subject.
+func (h *Handler) refreshTokens(ctx context.Context, s *Session) (*Session, error) {
+	st, err := h.provider.get(ctx)
+	if err != nil {
+		return nil, err
+	}
+	ctx, cancel := context.WithTimeout(h.provider.ctx(ctx), providerRequestTimeout)
+	defer cancel()
+	tok, err := st.oauth2.TokenSource(ctx, &oauth2.Token{RefreshToken: s.refreshToken}).Token()
+	if err != nil {
+		var re *oauth2.RetrieveError
+		if errors.As(err, &re) && re.ErrorCode == "invalid_grant" {
+			return nil, ErrSessionEnded
+		}
+		if errors.As(err, &re) {
+			return nil, fmt.Errorf("%w: token endpoint answered %d %s", errProviderUnavailable, statusOf(re), re.ErrorCode)
+		}
+		return nil, fmt.Errorf("%w: %v", errProviderUnavailable, err)
+	}
+	ns := *s
+	ns.accessToken = tok.AccessToken
+	ns.tokenExpiry = tok.Expiry
+	if tok.RefreshToken != "" {
+		ns.refreshToken = tok.RefreshToken
+	}
+	if raw, _ := tok.Extra("id_token").(string); raw != "" {
+		if err := requireKeyID(raw); err != nil {
+			return nil, fmt.Errorf("%w: refreshed ID token: %v", ErrSessionEnded, err)
+		}
+		idt, err := st.verifier.Verify(ctx, raw)
+		if err != nil {
+			return nil, fmt.Errorf("%w: refreshed ID token: %v", ErrSessionEnded, strip(err))
+		}
+		if idt.Subject != s.subject {
+			return nil, fmt.Errorf("%w: refreshed ID token is about another subject", ErrSessionEnded)
+		}
+		ns.rawIDToken = raw
+		ns.userVars = nil
+		if err := ns.deriveClaims(); err != nil {
+			return nil, fmt.Errorf("%w: %v", ErrSessionEnded, err)
+		}
+	}
+	return &ns, nil
+}
