@@ -3,10 +3,12 @@
 //
 //	xcaddy build --with github.com/oidcgate/caddy-oidc
 //
-// See the oidcauth package for the oidc_auth handler.
+// See the oidcauth and tokeninject packages for the oidc_auth and
+// token_inject handlers.
 package caddyoidc
 
 import (
 	_ "github.com/oidcgate/caddy-oidc/caddyfile"
 	_ "github.com/oidcgate/caddy-oidc/oidcauth"
+	_ "github.com/oidcgate/caddy-oidc/tokeninject"
 )

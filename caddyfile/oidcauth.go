@@ -43,23 +43,23 @@ func parseOIDCAuth(h httpcaddyfile.Helper) (caddyhttp.MiddlewareHandler, error) 
 		sub := h.Val()
 		switch sub {
 		case "issuer":
-			if err := oneArg(h.Dispenser, &a.Issuer); err != nil {
+			if err := oneArg(h.Dispenser, "oidc_auth", &a.Issuer); err != nil {
 				return nil, err
 			}
 		case "client_id":
-			if err := oneArg(h.Dispenser, &a.ClientID); err != nil {
+			if err := oneArg(h.Dispenser, "oidc_auth", &a.ClientID); err != nil {
 				return nil, err
 			}
 		case "client_secret":
-			if err := oneArg(h.Dispenser, &a.ClientSecret); err != nil {
+			if err := oneArg(h.Dispenser, "oidc_auth", &a.ClientSecret); err != nil {
 				return nil, err
 			}
 		case "scopes":
-			if err := someArgs(h.Dispenser, &a.Scopes); err != nil {
+			if err := someArgs(h.Dispenser, "oidc_auth", &a.Scopes); err != nil {
 				return nil, err
 			}
 		case "redirect_url":
-			if err := oneArg(h.Dispenser, &a.RedirectURL); err != nil {
+			if err := oneArg(h.Dispenser, "oidc_auth", &a.RedirectURL); err != nil {
 				return nil, err
 			}
 		case "auth_param":
@@ -75,43 +75,43 @@ func parseOIDCAuth(h httpcaddyfile.Helper) (caddyhttp.MiddlewareHandler, error) 
 			}
 			a.AuthParams[args[0]] = args[1]
 		case "login_path":
-			if err := oneArg(h.Dispenser, &a.LoginPath); err != nil {
+			if err := oneArg(h.Dispenser, "oidc_auth", &a.LoginPath); err != nil {
 				return nil, err
 			}
 		case "logout_path":
-			if err := oneArg(h.Dispenser, &a.LogoutPath); err != nil {
+			if err := oneArg(h.Dispenser, "oidc_auth", &a.LogoutPath); err != nil {
 				return nil, err
 			}
 		case "userinfo_path":
-			if err := oneArg(h.Dispenser, &a.UserinfoPath); err != nil {
+			if err := oneArg(h.Dispenser, "oidc_auth", &a.UserinfoPath); err != nil {
 				return nil, err
 			}
 		case "post_logout_redirect":
-			if err := oneArg(h.Dispenser, &a.PostLogoutRedirect); err != nil {
+			if err := oneArg(h.Dispenser, "oidc_auth", &a.PostLogoutRedirect); err != nil {
 				return nil, err
 			}
 		case "cookie_name":
-			if err := oneArg(h.Dispenser, &a.CookieName); err != nil {
+			if err := oneArg(h.Dispenser, "oidc_auth", &a.CookieName); err != nil {
 				return nil, err
 			}
 		case "cookie_domain":
-			if err := oneArg(h.Dispenser, &a.CookieDomain); err != nil {
+			if err := oneArg(h.Dispenser, "oidc_auth", &a.CookieDomain); err != nil {
 				return nil, err
 			}
 		case "cookie_path":
-			if err := oneArg(h.Dispenser, &a.CookiePath); err != nil {
+			if err := oneArg(h.Dispenser, "oidc_auth", &a.CookiePath); err != nil {
 				return nil, err
 			}
 		case "session_lifetime":
-			if err := durationArg(h.Dispenser, &a.SessionLifetime); err != nil {
+			if err := durationArg(h.Dispenser, "oidc_auth", &a.SessionLifetime); err != nil {
 				return nil, err
 			}
 		case "idle_timeout":
-			if err := durationArg(h.Dispenser, &a.IdleTimeout); err != nil {
+			if err := durationArg(h.Dispenser, "oidc_auth", &a.IdleTimeout); err != nil {
 				return nil, err
 			}
 		case "session_keys":
-			if err := someArgs(h.Dispenser, &a.SessionKeys); err != nil {
+			if err := someArgs(h.Dispenser, "oidc_auth", &a.SessionKeys); err != nil {
 				return nil, err
 			}
 		case "unauthenticated":
@@ -129,7 +129,7 @@ func parseOIDCAuth(h httpcaddyfile.Helper) (caddyhttp.MiddlewareHandler, error) 
 				return nil, h.Errf("oidc_auth: unauthenticated takes auto [<code>], redirect or status [<code>], got %q", args)
 			}
 		case "signing_algs":
-			if err := someArgs(h.Dispenser, &a.SigningAlgs); err != nil {
+			if err := someArgs(h.Dispenser, "oidc_auth", &a.SigningAlgs); err != nil {
 				return nil, err
 			}
 		default:
@@ -147,43 +147,43 @@ func parseOIDCAuth(h httpcaddyfile.Helper) (caddyhttp.MiddlewareHandler, error) 
 
 // oneArg reads exactly one argument of the current subdirective into dst,
 // refusing a repeated subdirective.
-func oneArg(d *caddyfile.Dispenser, dst *string) error {
+func oneArg(d *caddyfile.Dispenser, dir string, dst *string) error {
 	sub := d.Val()
 	if *dst != "" {
-		return d.Errf("oidc_auth: %s given twice", sub)
+		return d.Errf("%s: %s given twice", dir, sub)
 	}
 	args := d.RemainingArgs()
 	if len(args) != 1 {
-		return d.Errf("oidc_auth: %s takes exactly one argument, got %d", sub, len(args))
+		return d.Errf("%s: %s takes exactly one argument, got %d", dir, sub, len(args))
 	}
 	*dst = args[0]
 	return nil
 }
 
 // someArgs reads one or more arguments of the current subdirective.
-func someArgs(d *caddyfile.Dispenser, dst *[]string) error {
+func someArgs(d *caddyfile.Dispenser, dir string, dst *[]string) error {
 	sub := d.Val()
 	if *dst != nil {
-		return d.Errf("oidc_auth: %s given twice", sub)
+		return d.Errf("%s: %s given twice", dir, sub)
 	}
 	args := d.RemainingArgs()
 	if len(args) == 0 {
-		return d.Errf("oidc_auth: %s takes at least one argument", sub)
+		return d.Errf("%s: %s takes at least one argument", dir, sub)
 	}
 	*dst = args
 	return nil
 }
 
 // durationArg reads one duration argument such as 30m, 12h or 7d.
-func durationArg(d *caddyfile.Dispenser, dst *caddy.Duration) error {
+func durationArg(d *caddyfile.Dispenser, dir string, dst *caddy.Duration) error {
 	sub := d.Val()
 	var s string
-	if err := oneArg(d, &s); err != nil {
+	if err := oneArg(d, dir, &s); err != nil {
 		return err
 	}
 	dur, err := caddy.ParseDuration(s)
 	if err != nil || dur < 0 {
-		return d.Errf("oidc_auth: %s: bad duration %q", sub, s)
+		return d.Errf("%s: %s: bad duration %q", dir, sub, s)
 	}
 	*dst = caddy.Duration(dur)
 	return nil

@@ -1,0 +1,240 @@
+package tokeninject
+
+import (
+	"bytes"
+	"io"
+	"mime"
+	"net/http"
+	"net/url"
+	"strings"
+
+	"github.com/oidcgate/caddy-oidc/internal/substitute"
+)
+
+// needs says where the request carries a placeholder (for the body: might).
+type needs struct {
+	header, query, body bool
+}
+
+func (n needs) any() bool { return n.header || n.query || n.body }
+
+// scan finds where placeholders occur without changing the request.
+func (h *Handler) scan(r *http.Request) needs {
+	var n needs
+	if h.inHeader {
+		probe := substitute.New(pairsOf(h.Placeholders, "")...)
+	headers:
+		for _, vs := range r.Header {
+			for _, v := range vs {
+				if probe.Contains(v) {
+					n.header = true
+					break headers
+				}
+			}
+		}
+	}
+	if h.inQuery && r.URL.RawQuery != "" {
+		n.query = queryReplacer(h.Placeholders, "").Contains(r.URL.RawQuery)
+	}
+	if h.inBody && r.Body != nil && r.Body != http.NoBody && r.ContentLength != 0 {
+		n.body = h.bodyTypeMatches(r)
+	}
+	return n
+}
+
+func (h *Handler) bodyTypeMatches(r *http.Request) bool {
+	mt, _, err := mime.ParseMediaType(r.Header.Get("Content-Type"))
+	if err != nil {
+		return false
+	}
+	for _, t := range h.BodyTypes {
+		if strings.EqualFold(t, mt) {
+			return true
+		}
+	}
+	return false
+}
+
+func isForm(r *http.Request) bool {
+	mt, _, _ := mime.ParseMediaType(r.Header.Get("Content-Type"))
+	return mt == "application/x-www-form-urlencoded"
+}
+
+// pairsOf pairs each placeholder with the replacement.
+func pairsOf(placeholders []string, replacement string) []string {
+	pairs := make([]string, 0, 2*len(placeholders))
+	for _, p := range placeholders {
+		pairs = append(pairs, p, replacement)
+	}
+	return pairs
+}
+
+// queryReplacer replaces placeholders in URL-encoded text: a browser sends
+// "<<X>>" in a query as "%3C%3CX%3E%3E" (and some clients in lower-case
+// hex, or raw). The token is URL-encoded to match.
+func queryReplacer(placeholders []string, token string) *substitute.Replacer {
+	enc := url.QueryEscape(token)
+	pairs := make([]string, 0, 6*len(placeholders))
+	for _, p := range placeholders {
+		e := url.QueryEscape(p)
+		pairs = append(pairs, p, enc, e, enc, lowerHex(e), enc)
+	}
+	return substitute.New(pairs...)
+}
+
+// lowerHex lower-cases the hex digits of %XX escapes.
+func lowerHex(s string) string {
+	b := []byte(s)
+	for i := 0; i+2 < len(b); i++ {
+		if b[i] == '%' {
+			b[i+1], b[i+2] = lowerASCII(b[i+1]), lowerASCII(b[i+2])
+		}
+	}
+	return string(b)
+}
+
+func lowerASCII(c byte) byte {
+	if 'A' <= c && c <= 'F' {
+		return c + 'a' - 'A'
+	}
+	return c
+}
+
+// heldBody is a request body read up to body_max_size: all of it (rest is
+// nil), or the first part and the unread remainder.
+type heldBody struct {
+	head []byte
+	rest io.ReadCloser
+	orig io.ReadCloser
+	form bool
+}
+
+func (h *Handler) holdBody(r *http.Request) (*heldBody, error) {
+	hb := &heldBody{orig: r.Body, form: isForm(r)}
+	limit := h.BodyMaxSize
+	if r.ContentLength > 0 && r.ContentLength <= limit {
+		hb.head = make([]byte, 0, r.ContentLength+1)
+	}
+	buf := bytes.NewBuffer(hb.head)
+	n, err := buf.ReadFrom(io.LimitReader(r.Body, limit+1))
+	if err != nil {
+		return nil, err
+	}
+	hb.head = buf.Bytes()
+	if n > limit {
+		hb.rest = r.Body
+	}
+	return hb, nil
+}
+
+// mayContain reports whether the body may carry a placeholder: certainly
+// when only part of it was read.
+func (hb *heldBody) mayContain(h *Handler) bool {
+	if hb.rest != nil {
+		return true
+	}
+	if hb.form {
+		return queryReplacer(h.Placeholders, "").ContainsBytes(hb.head)
+	}
+	return substitute.New(pairsOf(h.Placeholders, "")...).ContainsBytes(hb.head)
+}
+
+// restore puts the held body back unchanged.
+func (hb *heldBody) restore(r *http.Request) *http.Request {
+	r2 := shallowCopy(r)
+	r2.Body = hb.reader(nil)
+	return r2
+}
+
+// reader returns the body with replacements applied by rep (nil: none).
+func (hb *heldBody) reader(rep *substitute.Replacer) io.ReadCloser {
+	var src io.Reader = bytes.NewReader(hb.head)
+	if hb.rest != nil {
+		src = io.MultiReader(src, hb.rest)
+	}
+	if rep != nil {
+		src = rep.Reader(src)
+	}
+	return readCloser{src, hb.orig}
+}
+
+type readCloser struct {
+	io.Reader
+	io.Closer
+}
+
+// substitute returns a copy of r with the token in place of placeholders.
+// The original request is left alone: placeholders that later handlers
+// read, such as {http.request.header.*} and {http.request.uri}, and the
+// access log, refer to it and so never show the token.
+func (h *Handler) substitute(r *http.Request, n needs, body *heldBody, token string) *http.Request {
+	r2 := shallowCopy(r)
+	streamed := body != nil && body.rest != nil
+	if n.header || streamed || h.RedactResponse {
+		// A map of its own; value slices stay shared and are only ever
+		// replaced, never changed in place.
+		r2.Header = make(http.Header, len(r.Header))
+		for k, vs := range r.Header {
+			r2.Header[k] = vs
+		}
+	}
+	if n.header {
+		rep := substitute.New(pairsOf(h.Placeholders, token)...)
+		for k, vs := range r2.Header {
+			var out []string
+			for i, v := range vs {
+				if nv, ok := rep.Replace(v); ok {
+					if out == nil {
+						out = append([]string(nil), vs...)
+					}
+					out[i] = nv
+				}
+			}
+			if out != nil {
+				r2.Header[k] = out
+			}
+		}
+	}
+	if n.query {
+		u := *r.URL
+		u.RawQuery, _ = queryReplacer(h.Placeholders, token).Replace(u.RawQuery)
+		r2.URL = &u
+	}
+	if body != nil {
+		var rep *substitute.Replacer
+		if n.body {
+			if body.form {
+				rep = queryReplacer(h.Placeholders, token)
+			} else {
+				rep = substitute.New(pairsOf(h.Placeholders, token)...)
+			}
+		}
+		if !streamed {
+			// Whole body in memory: substitute now and send an exact length.
+			head := body.head
+			if rep != nil {
+				head, _ = rep.AppendReplace(make([]byte, 0, len(head)+len(token)), head)
+			}
+			r2.Body = readCloser{bytes.NewReader(head), body.orig}
+			r2.ContentLength = int64(len(head))
+		} else {
+			r2.Body = body.reader(rep)
+			r2.ContentLength = -1
+			r2.Header.Del("Content-Length")
+		}
+		r2.GetBody = nil
+	}
+	if h.RedactResponse {
+		// Redaction needs the upstream's response uncompressed.
+		r2.Header.Del("Accept-Encoding")
+	}
+	return r2
+}
+
+// shallowCopy copies the request struct; maps and the URL stay shared until
+// replaced.
+func shallowCopy(r *http.Request) *http.Request {
+	r2 := new(http.Request)
+	*r2 = *r
+	return r2
+}

@@ -1,0 +1,269 @@
+// Package tokeninject provides the http.handlers.token_inject Caddy module:
+// it exposes the signed-in user's ID token to later handlers and swaps the
+// user's access token into requests forwarded upstream in place of a
+// placeholder string, so the browser never holds the token.
+package tokeninject
+
+import (
+	"errors"
+	"fmt"
+	"mime"
+	"net/http"
+	"slices"
+	"strings"
+	"time"
+
+	"github.com/caddyserver/caddy/v2"
+	"github.com/caddyserver/caddy/v2/modules/caddyhttp"
+	"go.uber.org/zap"
+
+	"github.com/oidcgate/caddy-oidc/oidcauth"
+)
+
+func init() {
+	caddy.RegisterModule(Handler{})
+}
+
+// Handler exposes the ID token of the session that oidc_auth established,
+// and substitutes the session's access token for placeholder strings in the
+// request before it is forwarded upstream. It must come after oidc_auth.
+//
+// Placeholders and variables it sets (there is deliberately none for the
+// access token):
+//
+// | Name | Value |
+// |---|---|
+// | `{oidc.user.id_token}` | the ID token's claims as a JSON object |
+// | `{oidc.user.id_token.<path>}` | one claim; dotted paths reach into nested objects; arrays are joined with `,` |
+// | `{oidc.user.raw_id_token}` | the compact ID token (JWT) |
+// | var `oidc_id_token` | the claims as a map, for `vars` and expression matchers and templates |
+// | var `oidc_raw_id_token` | the compact ID token |
+//
+// The access token replaces each placeholder string (default
+// `<<APPSMITH_USER_OAUTH2_ACCESS_TOKEN>>`) in request header values and the
+// URL query, and in request bodies when enabled. An access token about to
+// expire is refreshed first. Only the handlers after token_inject see the
+// substituted request; placeholders such as `{http.request.header.*}` and
+// the access log keep showing the request as the client sent it.
+type Handler struct {
+	// Placeholders are the strings replaced with the access token.
+	// Default: `<<APPSMITH_USER_OAUTH2_ACCESS_TOKEN>>`.
+	Placeholders []string `json:"placeholders,omitempty"`
+
+	// In lists where placeholders are substituted: `header` (request header
+	// values), `query` (the URL query) and `body` (the request body).
+	// Default: `header`, `query`.
+	In []string `json:"in,omitempty"`
+
+	// BodyMaxSize is how much of a request body is held in memory to
+	// substitute placeholders and send an exact Content-Length. Larger
+	// bodies are substituted as they stream, with bounded memory, and sent
+	// with chunked encoding. Default: 1 MiB.
+	BodyMaxSize int64 `json:"body_max_size,omitempty"`
+
+	// BodyTypes are the media types whose bodies are substituted.
+	// `application/x-www-form-urlencoded` bodies get the URL-encoded forms
+	// of placeholder and token. Default: `application/json`,
+	// `application/x-www-form-urlencoded`, `text/plain`.
+	BodyTypes []string `json:"body_types,omitempty"`
+
+	// OnMissing says what happens to a request that carries a placeholder
+	// when there is no signed-in user or no usable access token: `reject`
+	// (answer with MissingStatus), `remove` (replace the placeholder with
+	// nothing) or `keep` (forward the placeholder as it is). Default: `reject`.
+	OnMissing string `json:"on_missing,omitempty"`
+
+	// MissingStatus is the status for rejected requests. Default: 401.
+	MissingStatus int `json:"missing_status,omitempty"`
+
+	// RefreshSkew refreshes an access token that expires within this
+	// duration before substituting it. Default: 30s.
+	RefreshSkew caddy.Duration `json:"refresh_skew,omitempty"`
+
+	// RedactResponse replaces the session's live access and refresh tokens
+	// in upstream response headers and bodies with the first placeholder,
+	// so an upstream that echoes its request cannot hand the token to the
+	// browser. Responses are then sent without Content-Length. Default: off.
+	RedactResponse bool `json:"redact_response,omitempty"`
+
+	inHeader, inQuery, inBody bool
+	logger                    *zap.Logger
+}
+
+// Defaults.
+const (
+	DefaultPlaceholder = "<<APPSMITH_USER_OAUTH2_ACCESS_TOKEN>>"
+	defaultBodyMaxSize = 1 << 20
+	defaultRefreshSkew = 30 * time.Second
+)
+
+var defaultBodyTypes = []string{"application/json", "application/x-www-form-urlencoded", "text/plain"}
+
+// CaddyModule returns the Caddy module information.
+func (Handler) CaddyModule() caddy.ModuleInfo {
+	return caddy.ModuleInfo{
+		ID:  "http.handlers.token_inject",
+		New: func() caddy.Module { return new(Handler) },
+	}
+}
+
+// Provision sets defaults.
+func (h *Handler) Provision(ctx caddy.Context) error {
+	h.logger = ctx.Logger()
+	if len(h.Placeholders) == 0 {
+		h.Placeholders = []string{DefaultPlaceholder}
+	}
+	if len(h.In) == 0 {
+		h.In = []string{"header", "query"}
+	}
+	if h.BodyMaxSize == 0 {
+		h.BodyMaxSize = defaultBodyMaxSize
+	}
+	if len(h.BodyTypes) == 0 {
+		h.BodyTypes = defaultBodyTypes
+	}
+	if h.OnMissing == "" {
+		h.OnMissing = "reject"
+	}
+	if h.MissingStatus == 0 {
+		h.MissingStatus = http.StatusUnauthorized
+	}
+	if h.RefreshSkew == 0 {
+		h.RefreshSkew = caddy.Duration(defaultRefreshSkew)
+	}
+	h.inHeader = slices.Contains(h.In, "header")
+	h.inQuery = slices.Contains(h.In, "query")
+	h.inBody = slices.Contains(h.In, "body")
+	return nil
+}
+
+// Validate checks the configuration.
+func (h *Handler) Validate() error {
+	for _, p := range h.Placeholders {
+		if len(p) < 8 {
+			return fmt.Errorf("placeholder %q: too short to be unambiguous (at least 8 characters)", p)
+		}
+		if strings.ContainsAny(p, "\r\n\x00") {
+			return fmt.Errorf("placeholder %q: must not contain line breaks or NUL", p)
+		}
+	}
+	for _, in := range h.In {
+		switch in {
+		case "header", "query", "body":
+		default:
+			return fmt.Errorf("in: %q is not header, query or body", in)
+		}
+	}
+	switch h.OnMissing {
+	case "reject", "remove", "keep":
+	default:
+		return fmt.Errorf("on_missing %q: must be reject, remove or keep", h.OnMissing)
+	}
+	if h.MissingStatus < 400 || h.MissingStatus > 599 {
+		return fmt.Errorf("missing_status %d: must be a 4xx or 5xx code", h.MissingStatus)
+	}
+	if h.BodyMaxSize < 0 || h.RefreshSkew < 0 {
+		return errors.New("body_max_size and refresh_skew must not be negative")
+	}
+	for _, t := range h.BodyTypes {
+		if _, _, err := mime.ParseMediaType(t); err != nil {
+			return fmt.Errorf("body_types: %q is not a media type", t)
+		}
+	}
+	return nil
+}
+
+// ServeHTTP exposes the ID token and substitutes the access token.
+func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request, next caddyhttp.Handler) error {
+	session, _ := oidcauth.SessionFromRequest(r)
+	idt := exposeIDToken(r, session)
+
+	need := h.scan(r)
+	if !need.any() {
+		if h.RedactResponse && session != nil {
+			return h.serveRedacted(w, r, next, session)
+		}
+		return next.ServeHTTP(w, r)
+	}
+
+	// Only a body held in memory can be checked before the token is needed.
+	var body *heldBody
+	if need.body {
+		var err error
+		if body, err = h.holdBody(r); err != nil {
+			return caddyhttp.Error(http.StatusBadRequest, fmt.Errorf("reading request body: %w", err))
+		}
+		need.body = body.mayContain(h)
+		if !need.any() {
+			r = body.restore(r)
+			return h.serveRedactedOrNext(w, r, next, session)
+		}
+	}
+
+	token, r2, err := h.accessToken(w, r, session)
+	if err != nil {
+		return oidcauth.WriteSessionError(w, r, err)
+	}
+	r = r2
+	if token == "" {
+		switch h.OnMissing {
+		case "reject":
+			h.logger.Debug("placeholder without an access token", zap.Bool("signed_in", session != nil))
+			return h.reject(w)
+		case "keep":
+			if body != nil {
+				r = body.restore(r)
+			}
+			return next.ServeHTTP(w, r)
+		}
+	}
+	if fresh, ok := oidcauth.SessionFromRequest(r); ok && fresh != session {
+		idt.session = fresh // the refresh brought a new ID token
+		session = fresh
+	}
+
+	r = h.substitute(r, need, body, token)
+	return h.serveRedactedOrNext(w, r, next, session)
+}
+
+func (h *Handler) serveRedactedOrNext(w http.ResponseWriter, r *http.Request, next caddyhttp.Handler, s *oidcauth.Session) error {
+	if h.RedactResponse && s != nil {
+		return h.serveRedacted(w, r, next, s)
+	}
+	return next.ServeHTTP(w, r)
+}
+
+// accessToken returns the session's access token, refreshed if it is about
+// to expire, and the request carrying the possibly refreshed session. It
+// returns "" when there is no session or no usable token.
+func (h *Handler) accessToken(w http.ResponseWriter, r *http.Request, s *oidcauth.Session) (string, *http.Request, error) {
+	if s == nil {
+		return "", r, nil
+	}
+	fresh, r2, err := oidcauth.FreshSession(w, r, time.Duration(h.RefreshSkew))
+	switch {
+	case err == nil:
+		return fresh.AccessToken(), r2, nil
+	case errors.Is(err, oidcauth.ErrNoAccessToken):
+		return "", r, nil
+	default:
+		return "", r, err
+	}
+}
+
+// reject answers a request that carries a placeholder but has no token.
+func (h *Handler) reject(w http.ResponseWriter) error {
+	hdr := w.Header()
+	hdr.Set("Content-Type", "application/json")
+	hdr.Set("Cache-Control", "no-store")
+	w.WriteHeader(h.MissingStatus)
+	_, err := w.Write([]byte(`{"error":"no_access_token","message":"this request needs the signed-in user's access token; sign in first"}`))
+	return err
+}
+
+// Interface guards
+var (
+	_ caddy.Provisioner           = (*Handler)(nil)
+	_ caddy.Validator             = (*Handler)(nil)
+	_ caddyhttp.MiddlewareHandler = (*Handler)(nil)
+)
