@@ -46,16 +46,45 @@ func TestMain(m *testing.M) {
 // upstream is the app behind Caddy: it records what reached it.
 type upstream struct {
 	*httptest.Server
-	mu   sync.Mutex
-	last http.Header
+	mu       sync.Mutex
+	last     http.Header
+	lastReq  receivedRequest
+	requests int
+}
+
+// receivedRequest is what the upstream received.
+type receivedRequest struct {
+	header        http.Header
+	query         string
+	body          string
+	contentLength int64
 }
 
 func newUpstream(t *testing.T) *upstream {
+	return startUpstream(t, false)
+}
+
+// newEchoUpstream starts an upstream that answers with everything it
+// received, as a debugging endpoint or a careless API might.
+func newEchoUpstream(t *testing.T) *upstream {
+	return startUpstream(t, true)
+}
+
+func startUpstream(t *testing.T, echo bool) *upstream {
 	u := &upstream{}
 	u.Server = httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		body, _ := io.ReadAll(r.Body)
 		u.mu.Lock()
 		u.last = r.Header.Clone()
+		u.lastReq = receivedRequest{r.Header.Clone(), r.URL.RawQuery, string(body), r.ContentLength}
+		u.requests++
 		u.mu.Unlock()
+		if echo {
+			w.Header().Set("X-Echo-Authorization", r.Header.Get("Authorization"))
+			w.Header().Set("Content-Type", "text/plain")
+			fmt.Fprintf(w, "headers: %v\nquery: %s\nbody: %s\n", r.Header, r.URL.RawQuery, body)
+			return
+		}
 		fmt.Fprintf(w, "upstream saw user %q at %s", r.Header.Get("X-User-Email"), r.URL.Path)
 	}))
 	t.Cleanup(u.Close)
@@ -67,6 +96,15 @@ func (u *upstream) lastHeader() http.Header {
 	defer u.mu.Unlock()
 	return u.last
 }
+
+func (u *upstream) lastRequest() receivedRequest {
+	u.mu.Lock()
+	defer u.mu.Unlock()
+	return u.lastReq
+}
+
+// hostPort is the upstream's dial address for reverse_proxy.
+func (u *upstream) hostPort() string { return strings.TrimPrefix(u.URL, "http://") }
 
 // site is a running Caddy with one oidc_auth-protected site.
 type site struct {
@@ -87,6 +125,7 @@ type siteOptions struct {
 	storage  string // reuse another site's storage (its session key)
 	port     int
 	routes   string // replaces the default reverse_proxy route
+	matcher  string // oidc_auth's matcher, if any
 }
 
 func freePort(t *testing.T) int {
@@ -145,7 +184,7 @@ func startSite(t *testing.T, up *upstream, opts siteOptions) *site {
 		output file %[2]s
 		format json
 	}
-	oidc_auth {
+	oidc_auth %[10]s {
 		issuer %[5]s
 		client_id %[6]s
 		%[7]s
@@ -153,7 +192,7 @@ func startSite(t *testing.T, up *upstream, opts siteOptions) *site {
 	}
 	%[9]s
 }
-`, opts.storage, s.logFile, s.url, tlsLine, opts.issuer, opts.clientID, secretLine, opts.extra, routes)
+`, opts.storage, s.logFile, s.url, tlsLine, opts.issuer, opts.clientID, secretLine, opts.extra, routes, opts.matcher)
 	cfg, warnings, err := caddyconfig.GetAdapter("caddyfile").Adapt([]byte(caddyfile), nil)
 	if err != nil {
 		t.Fatalf("adapting Caddyfile: %v\n%s", err, caddyfile)

@@ -151,6 +151,7 @@ type Provider struct {
 	lastAuthorize  url.Values
 	lastEndSession url.Values
 	issued         []string // every token value handed out, for leak checks
+	tokenTTL       time.Duration
 }
 
 // grant is what an authorization (and every refresh of it) stands for.
@@ -206,6 +207,7 @@ func New(cfg Config) (*Provider, error) {
 	}
 	p := &Provider{
 		cfg:           cfg,
+		tokenTTL:      cfg.AccessTokenTTL,
 		issuer:        issuerFor(ln.Addr()),
 		claims:        claims,
 		current:       key,
@@ -353,6 +355,13 @@ func (p *Provider) TokenCalls() int {
 	p.mu.Lock()
 	defer p.mu.Unlock()
 	return p.tokenCalls
+}
+
+// SetAccessTokenTTL changes the lifetime of access tokens issued from now on.
+func (p *Provider) SetAccessTokenTTL(d time.Duration) {
+	p.mu.Lock()
+	p.tokenTTL = d
+	p.mu.Unlock()
 }
 
 // IssuedTokens returns every access, refresh and ID token the provider has
@@ -656,7 +665,8 @@ func (p *Provider) issueTokens(w http.ResponseWriter, g grant, nonce, scope stri
 	access := randomString(p.cfg.AccessTokenSize)
 	refresh := randomString(43)
 	p.mu.Lock()
-	p.accessTokens[access] = accessToken{subject: g.subject, expires: time.Now().Add(p.cfg.AccessTokenTTL)}
+	ttl := p.tokenTTL
+	p.accessTokens[access] = accessToken{subject: g.subject, expires: time.Now().Add(ttl)}
 	p.refreshTokens[refresh] = g
 	p.issued = append(p.issued, access, refresh)
 	m := p.misbehavior
@@ -665,7 +675,7 @@ func (p *Provider) issueTokens(w http.ResponseWriter, g grant, nonce, scope stri
 	resp := map[string]any{
 		"access_token":  access,
 		"token_type":    "Bearer",
-		"expires_in":    int64(p.cfg.AccessTokenTTL / time.Second),
+		"expires_in":    int64(ttl / time.Second),
 		"refresh_token": refresh,
 		"scope":         scope,
 	}
