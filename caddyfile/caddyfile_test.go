@@ -13,6 +13,7 @@ import (
 	_ "github.com/caddyserver/caddy/v2/modules/standard"
 
 	_ "github.com/oidcgate/caddy-oidc/oidcauth"
+	_ "github.com/oidcgate/caddy-oidc/tokeninject"
 )
 
 var update = flag.Bool("update", false, "rewrite the JSON half of the golden files")
@@ -89,13 +90,23 @@ auth_param prompt }`, "auth_param takes a name and a value, got 1"},
 client_id x
 auth_param prompt login
 auth_param prompt none }`, `auth_param "prompt" given twice`},
+		{`token_inject x`, `token_inject: unexpected argument "x"`},
+		{`token_inject { in header cookie }`, `token_inject: in: "cookie" is not header, query or body`},
+		{`token_inject { body_max_size lots }`, `token_inject: body_max_size: bad size "lots"`},
+		{`token_inject { on_missing drop }`, `token_inject: on_missing takes reject`},
+		{`token_inject { on_missing reject 200 }`, `token_inject: on_missing: bad status code "200"`},
+		{`token_inject { refresh_skew soon }`, `token_inject: refresh_skew: bad duration "soon"`},
+		{`token_inject { redact_response yes }`, `token_inject: redact_response takes no arguments`},
+		{`token_inject { placeholder }`, `token_inject: placeholder takes at least one argument`},
+		{`token_inject { bogus }`, `token_inject: unknown subdirective "bogus"`},
 	}
 	for _, c := range cases {
 		body := strings.ReplaceAll(strings.ReplaceAll(c.body, "{ ", "{\n"), " }", "\n}")
 		input := "http://example.com {\n" + body + "\n}\n"
 		_, _, err := caddyconfig.GetAdapter("caddyfile").Adapt([]byte(input), nil)
-		if err == nil || !strings.Contains(err.Error(), c.want) || !strings.Contains(err.Error(), "oidc_auth") {
-			t.Errorf("%q: error %v, want one naming oidc_auth and %q", c.body, err, c.want)
+		directive, _, _ := strings.Cut(c.body, " ")
+		if err == nil || !strings.Contains(err.Error(), c.want) || !strings.Contains(err.Error(), directive) {
+			t.Errorf("%q: error %v, want one naming %s and %q", c.body, err, directive, c.want)
 		}
 	}
 }
