@@ -109,21 +109,39 @@ type heldBody struct {
 	form bool
 }
 
+// holdBody reads a body of known length up to body_max_size whole, so its
+// placeholders can be counted and an exact Content-Length sent. A body known
+// to be longer is not held at all but substituted as it streams; one of
+// unknown length is held up to the limit to find out.
 func (h *Handler) holdBody(r *http.Request) (*heldBody, error) {
 	hb := &heldBody{orig: r.Body, form: isForm(r)}
 	limit := h.BodyMaxSize
-	if r.ContentLength > 0 && r.ContentLength <= limit {
-		hb.head = make([]byte, 0, r.ContentLength+1)
-	}
-	buf := bytes.NewBuffer(hb.head)
-	n, err := buf.ReadFrom(io.LimitReader(r.Body, limit+1))
-	if err != nil {
-		return nil, err
-	}
-	hb.head = buf.Bytes()
-	if n > limit {
+	switch {
+	case r.ContentLength > limit:
 		hb.rest = r.Body
+		return hb, nil
+	case r.ContentLength > 0:
+		hb.head = make([]byte, r.ContentLength)
+		if _, err := io.ReadFull(r.Body, hb.head); err != nil {
+			return nil, err
+		}
+		return hb, nil
 	}
+	hb.head = make([]byte, 0, min(limit+1, 64<<10))
+	for int64(len(hb.head)) <= limit {
+		if len(hb.head) == cap(hb.head) {
+			hb.head = append(hb.head, 0)[:len(hb.head)] // grow
+		}
+		n, err := r.Body.Read(hb.head[len(hb.head):min(int64(cap(hb.head)), limit+1)])
+		hb.head = hb.head[:len(hb.head)+n]
+		if err == io.EOF {
+			return hb, nil
+		}
+		if err != nil {
+			return nil, err
+		}
+	}
+	hb.rest = r.Body
 	return hb, nil
 }
 
@@ -170,7 +188,7 @@ type readCloser struct {
 func (h *Handler) substitute(r *http.Request, n needs, body *heldBody, token string) *http.Request {
 	r2 := shallowCopy(r)
 	streamed := body != nil && body.rest != nil
-	if n.header || streamed || h.RedactResponse {
+	if n.header || body != nil || h.RedactResponse {
 		// A map of its own; value slices stay shared and are only ever
 		// replaced, never changed in place.
 		r2.Header = make(http.Header, len(r.Header))
@@ -210,13 +228,15 @@ func (h *Handler) substitute(r *http.Request, n needs, body *heldBody, token str
 			}
 		}
 		if !streamed {
-			// Whole body in memory: substitute now and send an exact length.
-			head := body.head
+			// Whole body in memory: count what the substitution adds for
+			// an exact Content-Length, then substitute as it is read.
+			r2.ContentLength = int64(len(body.head))
 			if rep != nil {
-				head, _ = rep.AppendReplace(make([]byte, 0, len(head)+len(token)), head)
+				_, delta := rep.Count(body.head)
+				r2.ContentLength += int64(delta)
 			}
-			r2.Body = readCloser{bytes.NewReader(head), body.orig}
-			r2.ContentLength = int64(len(head))
+			r2.Body = body.reader(rep)
+			r2.Header.Del("Content-Length")
 		} else {
 			r2.Body = body.reader(rep)
 			r2.ContentLength = -1
