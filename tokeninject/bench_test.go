@@ -231,3 +231,9 @@ func BenchmarkInjectBody(b *testing.B) { benchmarkBody(b, 1<<20, 1<<20) }
 // BenchmarkInjectBodyStreamed is an 8 MiB body over a 1 MiB limit: it is
 // substituted as it streams, and memory per request stays that of the limit.
 func BenchmarkInjectBodyStreamed(b *testing.B) { benchmarkBody(b, 8<<20, 1<<20) }
+
+func testContext(tb testing.TB) caddy.Context {
+	ctx, cancel := caddy.NewContext(caddy.Context{Context: context.Background()})
+	tb.Cleanup(cancel)
+	return ctx
+}
