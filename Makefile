@@ -25,18 +25,27 @@ bin/caddy: bin/xcaddy $(CADDY_SOURCES)
 	GOPROXY="$$(go env GOPROXY | cut -d, -f1)|off" \
 		bin/xcaddy build $(CADDY_VERSION) --with $(MODULE)=./ --output bin/caddy
 
-bin/oidc-dev-provider: go.mod go.sum $(shell find cmd internal/devop -name '*.go' -not -name '*_test.go')
+bin/oidc-dev-provider: go.mod go.sum $(shell find cmd/oidc-dev-provider internal/devop -name '*.go' -not -name '*_test.go')
 	go build -o $@ ./cmd/oidc-dev-provider
 
-# The provider runs in the background and stops when Caddy exits (Ctrl+C).
-demo: bin/caddy bin/oidc-dev-provider
+bin/demo-api: go.mod go.sum $(shell find cmd/demo-api -name '*.go' -not -name '*_test.go')
+	go build -o $@ ./cmd/demo-api
+
+# The provider (localhost:9998) and the demo API (localhost:9999) run in the
+# background and stop when Caddy exits (Ctrl+C).
+demo: bin/caddy bin/oidc-dev-provider bin/demo-api
 	@export OIDC_CLIENT_SECRET=demo-secret; \
 	bin/oidc-dev-provider -client-secret "$$OIDC_CLIENT_SECRET" & provider=$$!; \
-	trap 'kill $$provider 2>/dev/null; wait $$provider 2>/dev/null' EXIT; \
+	bin/demo-api -addr localhost:9999 -issuer http://localhost:9998 & api=$$!; \
+	trap 'kill $$provider $$api 2>/dev/null; wait $$provider $$api 2>/dev/null' EXIT; \
 	trap 'exit 130' INT TERM; \
 	for _ in $$(seq 50); do (exec 3<>/dev/tcp/localhost/9998) 2>/dev/null && break; sleep 0.1; done; sleep 0.3; \
 	echo; \
-	echo "==> Open http://localhost:8080 and sign in as demo / demo-password (Ctrl+C stops)"; \
+	echo "==> Open http://localhost:8080 and sign in as demo / demo-password (Ctrl+C stops)."; \
+	echo "    Then try the page's two buttons, which call the demo API with your access token:"; \
+	echo "      Call API as the app       GET /api/whoami, Authorization: Bearer <<APPSMITH_USER_OAUTH2_ACCESS_TOKEN>>"; \
+	echo "      Call admin-configured API GET /admin-api/whoami, no header (the Caddyfile adds it)"; \
+	echo "    The API answers {\"valid\": true, \"sub\": ..., \"email\": ...}; the token never reaches the page."; \
 	echo; \
 	bin/caddy run --config examples/Caddyfile --adapter caddyfile
 

@@ -23,12 +23,17 @@ import (
 const (
 	siteURL      = "http://localhost:8080"
 	providerAddr = "localhost:9998"
+	apiAddr      = "localhost:9999"
 	adminAddr    = "localhost:2019"
 )
 
+// The access-token placeholder the demo page and the Caddyfile use.
+const tokenPlaceholder = "<<APPSMITH_USER_OAUTH2_ACCESS_TOKEN>>"
+
 // TestDemo runs examples/Caddyfile in a real Caddy against the development
-// provider and walks a browser through sign-in, the greeting page, the
-// userinfo endpoint and sign-out.
+// provider and the demo API (cmd/demo-api) and walks a browser through
+// sign-in, the greeting page, the userinfo endpoint, both ways of calling the
+// API with the user's access token, and sign-out.
 //
 // DEMO_CADDY_BIN names a Caddy binary built with this plugin (make test
 // builds bin/caddy and sets it).
@@ -37,7 +42,7 @@ func TestDemo(t *testing.T) {
 	if caddyBin == "" {
 		t.Skip("DEMO_CADDY_BIN is not set; run `make test` or set it to a Caddy binary built with this plugin")
 	}
-	for _, addr := range []string{"localhost:8080", adminAddr} {
+	for _, addr := range []string{"localhost:8080", apiAddr, adminAddr} {
 		ln, err := net.Listen("tcp", addr)
 		if err != nil {
 			t.Fatalf("examples/Caddyfile needs %s, which is busy: %v", addr, err)
@@ -54,6 +59,7 @@ func TestDemo(t *testing.T) {
 	}
 	t.Cleanup(provider.Close)
 
+	api := startDemoAPI(t, provider.Issuer())
 	startCaddy(t, caddyBin)
 	browser := newBrowser(t)
 
@@ -72,7 +78,8 @@ func TestDemo(t *testing.T) {
 	if got := landed.Request.URL.String(); got != siteURL+"/" || landed.StatusCode != http.StatusOK {
 		t.Fatalf("after sign-in: %s at %s, want 200 at %s/\n%s", landed.Status, got, siteURL, page)
 	}
-	for _, want := range []string{"Hello, " + devop.DemoName + "!", devop.DemoEmail, devop.DemoSubject, `href="/oauth2/logout"`} {
+	for _, want := range []string{"Hello, " + devop.DemoName + "!", devop.DemoEmail, devop.DemoSubject, `href="/oauth2/logout"`,
+		`id="call-app"`, `id="call-admin"`} {
 		if !strings.Contains(page, want) {
 			t.Errorf("demo page lacks %q:\n%s", want, page)
 		}
@@ -100,6 +107,29 @@ func TestDemo(t *testing.T) {
 		}
 	}
 
+	// Way 1: the app sends the placeholder itself; token_inject swaps in the
+	// access token, which the API finds valid at the provider's userinfo.
+	got := callAPI(t, browser, "/api/whoami", "Bearer "+tokenPlaceholder)
+	wantAnswer(t, "/api/whoami with the placeholder", got, map[string]any{
+		"valid": true, "sub": devop.DemoSubject, "email": devop.DemoEmail, "path": "/api/whoami",
+		"forwarded_email": devop.DemoEmail, "id_token_forwarded": true,
+	})
+
+	// Way 2: no header from the app; the Caddyfile's request_header adds
+	// the placeholder for /admin-api/*, and handle_path strips the prefix.
+	got = callAPI(t, browser, "/admin-api/whoami", "")
+	wantAnswer(t, "/admin-api/whoami without a header", got, map[string]any{
+		"valid": true, "sub": devop.DemoSubject, "email": devop.DemoEmail, "path": "/whoami",
+		"forwarded_email": devop.DemoEmail, "id_token_forwarded": true,
+	})
+
+	// Without the placeholder nothing is injected, and the API says so.
+	got = callAPI(t, browser, "/api/whoami", "")
+	wantAnswer(t, "/api/whoami without a header", got, map[string]any{
+		"valid": false, "error": "no bearer token", "path": "/api/whoami",
+		"forwarded_email": devop.DemoEmail, "id_token_forwarded": true,
+	})
+
 	// Signing out ends on the public signed-out page, possibly by way of a
 	// self-submitting form that posts to the provider's end-session endpoint.
 	resp = browser.get(t, siteURL+"/oauth2/logout", "text/html")
@@ -123,6 +153,145 @@ func TestDemo(t *testing.T) {
 	resp = browser.get(t, siteURL+"/oauth2/userinfo", "application/json")
 	if resp.StatusCode != http.StatusUnauthorized {
 		t.Errorf("userinfo after logout: %s, want 401", resp.Status)
+	}
+	for _, path := range []string{"/api/whoami", "/admin-api/whoami"} {
+		req, _ := http.NewRequest(http.MethodGet, siteURL+path, nil)
+		req.Header.Set("Accept", "application/json")
+		req.Header.Set("Authorization", "Bearer "+tokenPlaceholder)
+		resp, err := browser.Do(req)
+		if err != nil {
+			t.Fatalf("GET %s: %v", path, err)
+		}
+		resp.Body.Close()
+		if resp.StatusCode != http.StatusUnauthorized {
+			t.Errorf("%s after logout: %s, want 401", path, resp.Status)
+		}
+	}
+
+	// The API logged its verdicts, never a token.
+	if logs := api.String(); !strings.Contains(logs, "valid=true") || strings.Contains(logs, "Bearer") {
+		t.Errorf("demo API log lacks verdicts or shows an Authorization header:\n%s", logs)
+	}
+}
+
+// apiAnswer is a demo API response as the browser got it.
+type apiAnswer struct {
+	status int
+	header http.Header
+	body   string
+	json   map[string]any
+}
+
+// callAPI GETs path on the site as the signed-in browser, with the given
+// Authorization header unless it is empty.
+func callAPI(t *testing.T, b browser, path, authorization string) apiAnswer {
+	t.Helper()
+	req, err := http.NewRequest(http.MethodGet, siteURL+path, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	req.Header.Set("Accept", "application/json")
+	if authorization != "" {
+		req.Header.Set("Authorization", authorization)
+	}
+	resp, err := b.Do(req)
+	if err != nil {
+		t.Fatalf("GET %s: %v", path, err)
+	}
+	ans := apiAnswer{status: resp.StatusCode, header: resp.Header, body: readBody(t, resp)}
+	if ans.status != http.StatusOK {
+		t.Fatalf("GET %s: %s, want 200 from the demo API\n%s", path, resp.Status, ans.body)
+	}
+	if err := json.Unmarshal([]byte(ans.body), &ans.json); err != nil {
+		t.Fatalf("GET %s: not JSON: %v\n%s", path, err, ans.body)
+	}
+	return ans
+}
+
+// wantAnswer checks that the API's answer is exactly want: the verdict and
+// the user's identity, nothing else. Since every field is accounted for,
+// the access token (which the test never learns) cannot be in it; the
+// checks for token-like text below make the intent explicit.
+func wantAnswer(t *testing.T, what string, got apiAnswer, want map[string]any) {
+	t.Helper()
+	if len(got.body) > 512 {
+		t.Errorf("%s: answer is %d bytes, want a small JSON object:\n%s", what, len(got.body), got.body)
+	}
+	for k, v := range want {
+		if got.json[k] != v {
+			t.Errorf("%s: %s = %v, want %v\n%s", what, k, got.json[k], v, got.body)
+		}
+	}
+	for k := range got.json {
+		if _, ok := want[k]; !ok {
+			t.Errorf("%s: unexpected field %q in the answer:\n%s", what, k, got.body)
+		}
+	}
+	for _, leak := range []string{"access_token", "accessToken", "refresh_token", "Bearer "} {
+		if strings.Contains(got.body, leak) {
+			t.Errorf("%s: answer contains %q:\n%s", what, leak, got.body)
+		}
+	}
+	for name, values := range got.header {
+		for _, v := range values {
+			if strings.Contains(v, "Bearer") {
+				t.Errorf("%s: response header %s contains a bearer token", what, name)
+			}
+		}
+	}
+}
+
+// startDemoAPI builds cmd/demo-api, runs it on apiAddr against the provider
+// at issuer, and stops it when the test ends. It returns the API's output.
+func startDemoAPI(t *testing.T, issuer string) *lockedBuffer {
+	t.Helper()
+	bin := filepath.Join(t.TempDir(), "demo-api")
+	build := exec.Command("go", "build", "-o", bin, "./cmd/demo-api")
+	build.Dir = ".."
+	if out, err := build.CombinedOutput(); err != nil {
+		t.Fatalf("building cmd/demo-api: %v\n%s", err, out)
+	}
+
+	logs := &lockedBuffer{}
+	cmd := exec.Command(bin, "-addr", apiAddr, "-issuer", issuer)
+	cmd.Stdout, cmd.Stderr = logs, logs
+	if err := cmd.Start(); err != nil {
+		t.Fatalf("starting demo-api: %v", err)
+	}
+	exited := make(chan struct{})
+	go func() { _ = cmd.Wait(); close(exited) }()
+	t.Cleanup(func() {
+		_ = cmd.Process.Signal(os.Interrupt)
+		select {
+		case <-exited:
+		case <-time.After(5 * time.Second):
+			_ = cmd.Process.Kill()
+			<-exited
+		}
+		if t.Failed() {
+			t.Logf("demo-api output:\n%s", logs.String())
+		}
+	})
+
+	// Without a token it answers at once, once it listens.
+	deadline := time.Now().Add(10 * time.Second)
+	for {
+		resp, err := http.Get("http://" + apiAddr + "/")
+		if err == nil {
+			resp.Body.Close()
+			if resp.StatusCode == http.StatusOK {
+				return logs
+			}
+		}
+		select {
+		case <-exited:
+			t.Fatalf("demo-api exited before serving:\n%s", logs.String())
+		default:
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("demo-api did not serve on %s within 10s:\n%s", apiAddr, logs.String())
+		}
+		time.Sleep(100 * time.Millisecond)
 	}
 }
 
