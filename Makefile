@@ -59,6 +59,8 @@ check-go:
 	if [ -n "$$unformatted" ]; then echo "gofmt needed for:"; echo "$$unformatted"; exit 1; fi
 	go vet ./...
 	go test -race ./...
+	# A short fuzzing run on top of the checked-in corpus.
+	go test -run '^$$' -fuzz=FuzzSubstitute -fuzztime=20s ./internal/substitute/
 
 clean:
 	rm -rf bin
