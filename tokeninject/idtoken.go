@@ -36,9 +36,9 @@ func exposeIDToken(r *http.Request, s *oidcauth.Session) *idTokenView {
 	if repl, ok := r.Context().Value(caddy.ReplacerCtxKey).(*caddy.Replacer); ok {
 		repl.Map(v.placeholder)
 	}
-	if s != nil {
-		caddyhttp.SetVar(r.Context(), varIDToken, s.Claims())
-		caddyhttp.SetVar(r.Context(), varRawIDToken, s.RawIDToken())
+	if vars, ok := r.Context().Value(caddyhttp.VarsCtxKey).(map[string]any); ok && s != nil {
+		vars[varIDToken] = s.Claims()
+		vars[varRawIDToken] = s.RawIDToken()
 	}
 	return v
 }

@@ -14,27 +14,40 @@ import (
 // needs says where the request carries a placeholder (for the body: might).
 type needs struct {
 	header, query, body bool
+	// headerKeys are the headers with placeholders, when few enough to
+	// list; otherwise every header is checked again.
+	headerKeys [4]string
+	nKeys      int
 }
 
 func (n needs) any() bool { return n.header || n.query || n.body }
+
+func (n *needs) addHeader(k string) {
+	n.header = true
+	if n.nKeys < len(n.headerKeys) {
+		n.headerKeys[n.nKeys] = k
+	}
+	n.nKeys++
+}
 
 // scan finds where placeholders occur without changing the request.
 func (h *Handler) scan(r *http.Request) needs {
 	var n needs
 	if h.inHeader {
-		probe := substitute.New(pairsOf(h.Placeholders, "")...)
-	headers:
-		for _, vs := range r.Header {
+		for k, vs := range r.Header {
+			if k == "Cookie" {
+				continue // the browser's own state, and the session is in it
+			}
 			for _, v := range vs {
-				if probe.Contains(v) {
-					n.header = true
-					break headers
+				if h.probe.Contains(v) {
+					n.addHeader(k)
+					break
 				}
 			}
 		}
 	}
 	if h.inQuery && r.URL.RawQuery != "" {
-		n.query = queryReplacer(h.Placeholders, "").Contains(r.URL.RawQuery)
+		n.query = h.queryProbe.Contains(r.URL.RawQuery)
 	}
 	if h.inBody && r.Body != nil && r.Body != http.NoBody && r.ContentLength != 0 {
 		n.body = h.bodyTypeMatches(r)
@@ -152,9 +165,9 @@ func (hb *heldBody) mayContain(h *Handler) bool {
 		return true
 	}
 	if hb.form {
-		return queryReplacer(h.Placeholders, "").ContainsBytes(hb.head)
+		return h.queryProbe.ContainsBytes(hb.head)
 	}
-	return substitute.New(pairsOf(h.Placeholders, "")...).ContainsBytes(hb.head)
+	return h.probe.ContainsBytes(hb.head)
 }
 
 // restore puts the held body back unchanged.
@@ -197,19 +210,15 @@ func (h *Handler) substitute(r *http.Request, n needs, body *heldBody, token str
 		}
 	}
 	if n.header {
-		rep := substitute.New(pairsOf(h.Placeholders, token)...)
-		for k, vs := range r2.Header {
-			var out []string
-			for i, v := range vs {
-				if nv, ok := rep.Replace(v); ok {
-					if out == nil {
-						out = append([]string(nil), vs...)
-					}
-					out[i] = nv
-				}
+		if n.nKeys <= len(n.headerKeys) {
+			for _, k := range n.headerKeys[:n.nKeys] {
+				h.replaceHeader(r2.Header, k, token)
 			}
-			if out != nil {
-				r2.Header[k] = out
+		} else {
+			for k := range r2.Header {
+				if k != "Cookie" {
+					h.replaceHeader(r2.Header, k, token)
+				}
 			}
 		}
 	}
@@ -250,6 +259,45 @@ func (h *Handler) substitute(r *http.Request, n needs, body *heldBody, token str
 	}
 	return r2
 }
+
+// replaceHeader puts the token in place of placeholders in the values of
+// hdr[k], in a new slice: the old one is shared with the original request.
+func (h *Handler) replaceHeader(hdr http.Header, k, token string) {
+	vs := hdr[k]
+	var out []string
+	for i, v := range vs {
+		nv, ok := h.replaceToken(v, token)
+		if !ok {
+			continue
+		}
+		if out == nil {
+			out = append([]string(nil), vs...)
+		}
+		out[i] = nv
+	}
+	if out != nil {
+		hdr[k] = out
+	}
+}
+
+// replaceToken replaces the placeholders in s, reusing the result of an
+// earlier request of the session that sent the same value.
+func (h *Handler) replaceToken(s, token string) (string, bool) {
+	if !h.probe.Contains(s) {
+		return s, false
+	}
+	if out, ok := h.values.get(s, token); ok {
+		return out, true
+	}
+	out, _ := substitute.New(pairsOf(h.Placeholders, token)...).Replace(s)
+	if len(s) <= maxCachedValue {
+		h.values.put(s, token, out)
+	}
+	return out, true
+}
+
+// maxCachedValue bounds the header values kept with the token put in.
+const maxCachedValue = 256
 
 // shallowCopy copies the request struct; maps and the URL stay shared until
 // replaced.

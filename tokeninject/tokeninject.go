@@ -17,6 +17,7 @@ import (
 	"github.com/caddyserver/caddy/v2/modules/caddyhttp"
 	"go.uber.org/zap"
 
+	"github.com/oidcgate/caddy-oidc/internal/substitute"
 	"github.com/oidcgate/caddy-oidc/oidcauth"
 )
 
@@ -87,7 +88,11 @@ type Handler struct {
 	RedactResponse bool `json:"redact_response,omitempty"`
 
 	inHeader, inQuery, inBody bool
-	logger                    *zap.Logger
+	// probe and queryProbe find placeholders (as sent, and URL-encoded)
+	// without replacing them; built once, as they do not depend on a token.
+	probe, queryProbe *substitute.Replacer
+	values            *substitutedValues
+	logger            *zap.Logger
 }
 
 // Defaults.
@@ -134,6 +139,9 @@ func (h *Handler) Provision(ctx caddy.Context) error {
 	h.inHeader = slices.Contains(h.In, "header")
 	h.inQuery = slices.Contains(h.In, "query")
 	h.inBody = slices.Contains(h.In, "body")
+	h.probe = substitute.New(pairsOf(h.Placeholders, "")...)
+	h.queryProbe = queryReplacer(h.Placeholders, "")
+	h.values = newSubstitutedValues(10000)
 	return nil
 }
 
