@@ -183,6 +183,8 @@ func TestIDTokenPlaceholdersReachUpstream(t *testing.T) {
 	}})
 	up := newUpstream(t)
 	routes := fmt.Sprintf(`token_inject
+	request_header X-Req-Email {oidc.user.id_token.email}
+	log_append claim_email {oidc.user.id_token.email}
 	reverse_proxy %s {
 		header_up X-Email   {oidc.user.id_token.email}
 		header_up X-Groups  {oidc.user.id_token.groups}
@@ -202,6 +204,7 @@ func TestIDTokenPlaceholdersReachUpstream(t *testing.T) {
 	for k, want := range map[string]string{
 		"X-Email": "alice@example.com", "X-Groups": "admins,dev", "X-Country": "CH", "X-Lat": "46.9480",
 		"X-Number": "12345678901234567890", "X-Roles": "r1", "X-Missing": "[]",
+		"X-Req-Email": "alice@example.com", // request_header runs before token_inject
 	} {
 		if got := h.Get(k); got != want {
 			t.Errorf("%s = %q, want %q", k, got, want)
@@ -213,6 +216,9 @@ func TestIDTokenPlaceholdersReachUpstream(t *testing.T) {
 	}
 	if raw := h.Get("X-Raw"); strings.Count(raw, ".") != 2 || h.Get("X-Var") != raw {
 		t.Errorf("X-Raw = %.40q, X-Var = %.40q", raw, h.Get("X-Var"))
+	}
+	if !strings.Contains(s.logs(), `"claim_email":"alice@example.com"`) {
+		t.Error("the claim placeholder does not work in log fields")
 	}
 }
 

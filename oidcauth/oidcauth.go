@@ -40,6 +40,12 @@ func init() {
 // |---|---|
 // | `{http.auth.user.id}` | the ID token's `sub` claim |
 // | `{http.auth.user.<claim>}` | each top-level string, number or boolean claim of the ID token |
+// | `{oidc.user.id_token}` | the ID token's claims as a JSON object |
+// | `{oidc.user.id_token.<path>}` | one claim; dotted paths reach into nested objects; arrays are joined with `,` |
+// | `{oidc.user.raw_id_token}` | the compact ID token (JWT) |
+//
+// and the variables `oidc_id_token` (the claims) and `oidc_raw_id_token`.
+// The `{oidc.user.*}` placeholders are computed only when read.
 //
 // Other modules read the session with SessionFromRequest. The access and
 // refresh tokens are never exposed as placeholders.
@@ -382,11 +388,7 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request, next caddyht
 	if s == nil {
 		return h.unauthenticated(w, r)
 	}
-	repl := r.Context().Value(caddy.ReplacerCtxKey).(*caddy.Replacer)
-	for _, v := range s.userVars {
-		repl.Set(v.key, v.value)
-	}
-	return next.ServeHTTP(w, withSession(r, s))
+	return next.ServeHTTP(w, attach(r, s))
 }
 
 // session loads the request's session and checks its lifetime. With an idle

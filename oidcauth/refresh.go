@@ -40,26 +40,28 @@ const maxRecentRefreshes = 10000
 
 // FreshSession returns the request's session with an access token that is
 // valid for at least minValidity, refreshing the tokens first when needed.
-// A refreshed session is saved (its cookies set on w) and attached to the
-// returned request, which later handlers should receive. Concurrent calls
-// for one session make a single call to the provider's token endpoint.
+// A refreshed session is saved (its cookies set on w) and replaces the old
+// one for the rest of the request: SessionFromRequest, the {oidc.user.*}
+// placeholders and the ID token variables. Concurrent calls for one session
+// make a single call to the provider's token endpoint.
 //
-// On error, the returned request is r; WriteSessionError answers it.
-func FreshSession(w http.ResponseWriter, r *http.Request, minValidity time.Duration) (*Session, *http.Request, error) {
-	s, ok := SessionFromRequest(r)
-	if !ok {
-		return nil, r, ErrNoSession
+// On error, WriteSessionError answers the request.
+func FreshSession(w http.ResponseWriter, r *http.Request, minValidity time.Duration) (*Session, error) {
+	st, ok := r.Context().Value(sessionCtxKey{}).(*requestState)
+	if !ok || st.session == nil {
+		return nil, ErrNoSession
 	}
+	s := st.session
 	h := s.owner
 	now := h.now()
 	if s.accessToken != "" && (s.tokenExpiry.IsZero() || s.tokenExpiry.Sub(now) > minValidity) {
-		return s, r, nil
+		return s, nil
 	}
 	if s.refreshToken == "" {
 		if s.accessToken != "" && s.tokenExpiry.After(now) {
-			return s, r, nil // expiring soon, but nothing better to be had
+			return s, nil // expiring soon, but nothing better to be had
 		}
-		return nil, r, ErrNoAccessToken
+		return nil, ErrNoAccessToken
 	}
 	ns, err := h.refreshes.refresh(r.Context(), h, s)
 	if err != nil {
@@ -71,12 +73,14 @@ func FreshSession(w http.ResponseWriter, r *http.Request, minValidity time.Durat
 		} else {
 			h.logger.Warn("refreshing tokens failed", zap.String("sub", s.subject), zap.Error(err))
 		}
-		return nil, r, err
+		return nil, err
 	}
 	if err := h.store.Save(w, r, ns); err != nil {
 		h.logger.Error("saving refreshed session", zap.Error(err))
 	}
-	return ns, withSession(r, ns), nil
+	st.session = ns
+	setVars(r, ns)
+	return ns, nil
 }
 
 // WriteSessionError answers a request for which FreshSession failed: a
@@ -205,7 +209,6 @@ func (h *Handler) refreshTokens(ctx context.Context, s *Session) (*Session, erro
 			return nil, fmt.Errorf("%w: refreshed ID token is about another subject", ErrSessionEnded)
 		}
 		ns.rawIDToken = raw
-		ns.userVars = nil
 		if err := ns.deriveClaims(); err != nil {
 			return nil, fmt.Errorf("%w: %v", ErrSessionEnded, err)
 		}

@@ -11,6 +11,8 @@ import (
 	"net/http"
 	"strings"
 	"time"
+
+	"github.com/caddyserver/caddy/v2"
 )
 
 // Session is a signed-in user's session: who they are (the verified ID
@@ -37,14 +39,6 @@ type Session struct {
 	// Derived from rawIDToken when the session is decoded, not stored.
 	claimsJSON []byte
 	claims     map[string]any
-	userVars   []userVar
-}
-
-// userVar is one {http.auth.user.*} placeholder, its name built once per
-// session rather than once per request.
-type userVar struct {
-	key   string
-	value any
 }
 
 // Subject is the ID token's sub claim.
@@ -89,12 +83,23 @@ type sessionCtxKey struct{}
 // SessionFromRequest returns the session that oidc_auth established for the
 // request, if the request passed through oidc_auth and is signed in.
 func SessionFromRequest(r *http.Request) (*Session, bool) {
-	s, ok := r.Context().Value(sessionCtxKey{}).(*Session)
-	return s, ok && s != nil
+	st, ok := r.Context().Value(sessionCtxKey{}).(*requestState)
+	if !ok || st.session == nil {
+		return nil, false
+	}
+	return st.session, true
 }
 
-func withSession(r *http.Request, s *Session) *http.Request {
-	return r.WithContext(context.WithValue(r.Context(), sessionCtxKey{}, s))
+// attach gives the request's later handlers the session: through
+// SessionFromRequest, the {oidc.user.*} placeholders and the ID token
+// variables.
+func attach(r *http.Request, s *Session) *http.Request {
+	st := &requestState{session: s}
+	if repl, ok := r.Context().Value(caddy.ReplacerCtxKey).(*caddy.Replacer); ok {
+		repl.Map(st.placeholder)
+	}
+	setVars(r, s)
+	return r.WithContext(context.WithValue(r.Context(), sessionCtxKey{}, st))
 }
 
 // SessionStore keeps sessions between requests. The cookie store keeps the
@@ -211,16 +216,6 @@ func (s *Session) deriveClaims() error {
 	}
 	s.claimsJSON = payload
 	s.claims = claims
-	s.userVars = append(s.userVars[:0], userVar{"http.auth.user.id", s.subject})
-	for k, v := range claims {
-		switch v.(type) {
-		case string, json.Number, bool:
-			if k == "id" {
-				continue // http.auth.user.id is the subject
-			}
-			s.userVars = append(s.userVars, userVar{"http.auth.user." + k, v})
-		}
-	}
 	return nil
 }
 

@@ -29,8 +29,11 @@ func init() {
 // and substitutes the session's access token for placeholder strings in the
 // request before it is forwarded upstream. It must come after oidc_auth.
 //
-// Placeholders and variables it sets (there is deliberately none for the
-// access token):
+// These placeholders and variables hold the ID token (there is deliberately
+// none for the access token). oidc_auth already sets them for a signed-in
+// request, so handlers ordered before token_inject, such as request_header,
+// can use them; token_inject keeps them current when it refreshes the
+// tokens, and makes them empty on routes without a session:
 //
 // | Name | Value |
 // |---|---|
@@ -184,7 +187,9 @@ func (h *Handler) Validate() error {
 // ServeHTTP exposes the ID token and substitutes the access token.
 func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request, next caddyhttp.Handler) error {
 	session, _ := oidcauth.SessionFromRequest(r)
-	idt := exposeIDToken(r, session)
+	if session == nil {
+		oidcauth.ExposeNoIDToken(r)
+	}
 
 	need := h.scan(r)
 	if !need.any() {
@@ -208,11 +213,10 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request, next caddyht
 		}
 	}
 
-	token, r2, err := h.accessToken(w, r, session)
+	token, err := h.accessToken(w, r, session)
 	if err != nil {
 		return oidcauth.WriteSessionError(w, r, err)
 	}
-	r = r2
 	if token == "" {
 		switch h.OnMissing {
 		case "reject":
@@ -225,10 +229,7 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request, next caddyht
 			return next.ServeHTTP(w, r)
 		}
 	}
-	if fresh, ok := oidcauth.SessionFromRequest(r); ok && fresh != session {
-		idt.session = fresh // the refresh brought a new ID token
-		session = fresh
-	}
+	session, _ = oidcauth.SessionFromRequest(r) // may have been refreshed
 
 	r = h.substitute(r, need, body, token)
 	return h.serveRedactedOrNext(w, r, next, session)
@@ -242,20 +243,19 @@ func (h *Handler) serveRedactedOrNext(w http.ResponseWriter, r *http.Request, ne
 }
 
 // accessToken returns the session's access token, refreshed if it is about
-// to expire, and the request carrying the possibly refreshed session. It
-// returns "" when there is no session or no usable token.
-func (h *Handler) accessToken(w http.ResponseWriter, r *http.Request, s *oidcauth.Session) (string, *http.Request, error) {
+// to expire, or "" when there is no session or no usable token.
+func (h *Handler) accessToken(w http.ResponseWriter, r *http.Request, s *oidcauth.Session) (string, error) {
 	if s == nil {
-		return "", r, nil
+		return "", nil
 	}
-	fresh, r2, err := oidcauth.FreshSession(w, r, time.Duration(h.RefreshSkew))
+	fresh, err := oidcauth.FreshSession(w, r, time.Duration(h.RefreshSkew))
 	switch {
 	case err == nil:
-		return fresh.AccessToken(), r2, nil
+		return fresh.AccessToken(), nil
 	case errors.Is(err, oidcauth.ErrNoAccessToken):
-		return "", r, nil
+		return "", nil
 	default:
-		return "", r, err
+		return "", err
 	}
 }
 

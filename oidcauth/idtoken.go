@@ -1,4 +1,4 @@
-package tokeninject
+package oidcauth
 
 import (
 	"encoding/json"
@@ -7,8 +7,6 @@ import (
 
 	"github.com/caddyserver/caddy/v2"
 	"github.com/caddyserver/caddy/v2/modules/caddyhttp"
-
-	"github.com/oidcgate/caddy-oidc/oidcauth"
 )
 
 // Variable names set for later handlers.
@@ -18,36 +16,34 @@ const (
 )
 
 const (
+	userPlaceholderPrefix = "http.auth.user."
 	placeholderPrefix     = "oidc.user."
 	placeholderIDToken    = "oidc.user.id_token"
 	placeholderRawIDToken = "oidc.user.raw_id_token"
 )
 
-// idTokenView answers the {oidc.user.*} placeholders from a session. Values
-// are computed only when a placeholder is read, so a request that reads
-// none costs no formatting. Without a session every {oidc.user.*}
-// placeholder is empty rather than left as literal text in a header.
-type idTokenView struct {
-	session *oidcauth.Session
+// requestState is what oidc_auth attaches to a signed-in request: the
+// session, which a refresh may replace while the request is handled. It
+// also answers the {http.auth.user.*} and {oidc.user.*} placeholders, only
+// when one is read: a request pays for one placeholder function, not for
+// formatting every claim. The {oidc.user.*} ones are registered here, before
+// request_header and the other handlers that run ahead of token_inject, so
+// those can use them too.
+type requestState struct {
+	session *Session
 }
 
-func exposeIDToken(r *http.Request, s *oidcauth.Session) *idTokenView {
-	v := &idTokenView{session: s}
-	if repl, ok := r.Context().Value(caddy.ReplacerCtxKey).(*caddy.Replacer); ok {
-		repl.Map(v.placeholder)
+func (st *requestState) placeholder(key string) (any, bool) {
+	var s *Session
+	if st != nil {
+		s = st.session
 	}
-	if vars, ok := r.Context().Value(caddyhttp.VarsCtxKey).(map[string]any); ok && s != nil {
-		vars[varIDToken] = s.Claims()
-		vars[varRawIDToken] = s.RawIDToken()
+	if name, ok := strings.CutPrefix(key, userPlaceholderPrefix); ok && s != nil {
+		return s.userPlaceholder(name)
 	}
-	return v
-}
-
-func (v *idTokenView) placeholder(key string) (any, bool) {
 	if !strings.HasPrefix(key, placeholderPrefix) {
 		return nil, false
 	}
-	s := v.session
 	switch {
 	case key == placeholderIDToken:
 		if s == nil {
@@ -70,6 +66,43 @@ func (v *idTokenView) placeholder(key string) (any, bool) {
 		return formatClaim(c), true
 	}
 	return nil, false
+}
+
+// userPlaceholder answers {http.auth.user.<name>}: the subject for "id",
+// else the top-level claim if it is a string, number or boolean.
+func (s *Session) userPlaceholder(name string) (any, bool) {
+	if name == "id" {
+		return s.subject, true
+	}
+	switch v := s.claims[name].(type) {
+	case string:
+		return v, true
+	case json.Number:
+		return v.String(), true
+	case bool:
+		return v, true
+	}
+	return nil, false
+}
+
+// setVars sets the ID token variables for s.
+func setVars(r *http.Request, s *Session) {
+	if vars, ok := r.Context().Value(caddyhttp.VarsCtxKey).(map[string]any); ok {
+		vars[varIDToken] = s.Claims()
+		vars[varRawIDToken] = s.RawIDToken()
+	}
+}
+
+// ExposeNoIDToken makes every {oidc.user.*} placeholder of a request
+// without a session empty, rather than left as literal text in a header.
+// token_inject calls it on routes oidc_auth does not cover.
+func ExposeNoIDToken(r *http.Request) {
+	if _, ok := r.Context().Value(sessionCtxKey{}).(*requestState); ok {
+		return
+	}
+	if repl, ok := r.Context().Value(caddy.ReplacerCtxKey).(*caddy.Replacer); ok {
+		repl.Map((*requestState)(nil).placeholder)
+	}
 }
 
 // claimAt finds a claim by dotted path. Claim names may contain dots
