@@ -3,6 +3,7 @@ package tokeninject
 import (
 	"bytes"
 	"io"
+	"maps"
 	"mime"
 	"net/http"
 	"net/url"
@@ -204,10 +205,7 @@ func (h *Handler) substitute(r *http.Request, n needs, body *heldBody, token str
 	if n.header || body != nil || h.RedactResponse {
 		// A map of its own; value slices stay shared and are only ever
 		// replaced, never changed in place.
-		r2.Header = make(http.Header, len(r.Header))
-		for k, vs := range r.Header {
-			r2.Header[k] = vs
-		}
+		r2.Header = maps.Clone(r.Header)
 	}
 	if n.header {
 		if n.nKeys <= len(n.headerKeys) {
