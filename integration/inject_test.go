@@ -257,7 +257,7 @@ func TestAccessTokenCannotBePrintedByRespondTemplatesOrLogs(t *testing.T) {
 	p := newProvider(t, testop.Config{})
 	up := newUpstream(t)
 	dir := t.TempDir()
-	tmpl := `auth={{.Req.Header.Get "Authorization"}} uri={{.Req.RequestURI}} ph={{placeholder "http.request.header.Authorization"}} vars={{placeholder "http.vars.oidc_id_token"}}`
+	tmpl := `auth={{.Req.Header.Get "Authorization"}} uri={{.Req.RequestURI}} ph={{placeholder "http.request.header.Authorization"}} vars={{placeholder "http.vars.oidc_id_token"}} email={{placeholder "oidc.user.id_token.email"}}`
 	if err := os.WriteFile(filepath.Join(dir, "page.html"), []byte(tmpl), 0o644); err != nil {
 		t.Fatal(err)
 	}
@@ -286,6 +286,9 @@ func TestAccessTokenCannotBePrintedByRespondTemplatesOrLogs(t *testing.T) {
 		}
 		if !strings.Contains(body, placeholder) {
 			t.Errorf("%s does not show the request as sent: %s", path, body)
+		}
+		if path == "/page.html" && !strings.Contains(body, "email=alice@example.com") {
+			t.Errorf("the template cannot read the ID token's claims: %s", body)
 		}
 		assertNoSecrets(t, path, body, accessTokens(p)...)
 		for k, vs := range resp.Header {
