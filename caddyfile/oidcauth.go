@@ -32,7 +32,20 @@ import (
 //		session_keys         <base64-key...>   # default: generated, kept in Caddy's storage
 //		unauthenticated      auto|redirect|status [<code>]
 //		signing_algs         <alg...>
+//		backchannel_logout_path <path>         # default: /oauth2/backchannel-logout
+//		session_store        cookie|memory [<max_entries>]|redis {
+//			address     <host:port...>        # several: Cluster, or Sentinel with master_name
+//			master_name <name>
+//			username    <name>
+//			password    <secret>              # may be {env.NAME}
+//			db          <n>
+//			tls         [<server_name>]
+//			key_prefix  <prefix>              # default: caddy-oidc:
+//		}
 //	}
+//
+// The Redis block also goes with the cookie store, which then keeps its
+// back-channel logout revocations in Redis.
 func parseOIDCAuth(h httpcaddyfile.Helper) (caddyhttp.MiddlewareHandler, error) {
 	a := new(oidcauth.Handler)
 	h.Next() // directive name
@@ -128,6 +141,19 @@ func parseOIDCAuth(h httpcaddyfile.Helper) (caddyhttp.MiddlewareHandler, error) 
 			default:
 				return nil, h.Errf("oidc_auth: unauthenticated takes auto [<code>], redirect or status [<code>], got %q", args)
 			}
+		case "backchannel_logout_path":
+			if err := oneArg(h.Dispenser, "oidc_auth", &a.BackchannelLogoutPath); err != nil {
+				return nil, err
+			}
+		case "session_store":
+			if a.SessionStore != nil {
+				return nil, h.Err("oidc_auth: session_store given twice")
+			}
+			store, err := parseSessionStore(h)
+			if err != nil {
+				return nil, err
+			}
+			a.SessionStore = store
 		case "signing_algs":
 			if err := someArgs(h.Dispenser, "oidc_auth", &a.SigningAlgs); err != nil {
 				return nil, err
@@ -143,6 +169,85 @@ func parseOIDCAuth(h httpcaddyfile.Helper) (caddyhttp.MiddlewareHandler, error) 
 		return nil, h.Err("oidc_auth: client_id is required")
 	}
 	return a, nil
+}
+
+// parseSessionStore reads `session_store <type> [<max_entries>] [{ redis }]`.
+func parseSessionStore(h httpcaddyfile.Helper) (*oidcauth.SessionStoreConfig, error) {
+	args := h.RemainingArgs()
+	if len(args) == 0 {
+		return nil, h.Err("oidc_auth: session_store takes cookie, memory or redis")
+	}
+	store := &oidcauth.SessionStoreConfig{Type: args[0]}
+	switch {
+	case args[0] == "memory" && len(args) <= 2:
+		if len(args) == 2 {
+			n, err := strconv.Atoi(args[1])
+			if err != nil || n <= 0 {
+				return nil, h.Errf("oidc_auth: session_store memory: bad max_entries %q", args[1])
+			}
+			store.MaxEntries = n
+		}
+	case (args[0] == "cookie" || args[0] == "redis") && len(args) == 1:
+	default:
+		return nil, h.Errf("oidc_auth: session_store takes cookie, memory [<max_entries>] or redis, got %q", args)
+	}
+	nesting := h.Nesting()
+	for h.NextBlock(nesting) {
+		if store.Type == "memory" {
+			return nil, h.Errf("oidc_auth: session_store memory takes no block")
+		}
+		if store.Redis == nil {
+			store.Redis = new(oidcauth.RedisConfig)
+		}
+		rc := store.Redis
+		sub := h.Val()
+		switch sub {
+		case "address":
+			if err := someArgs(h.Dispenser, "oidc_auth", &rc.Addresses); err != nil {
+				return nil, err
+			}
+		case "master_name":
+			if err := oneArg(h.Dispenser, "oidc_auth", &rc.MasterName); err != nil {
+				return nil, err
+			}
+		case "username":
+			if err := oneArg(h.Dispenser, "oidc_auth", &rc.Username); err != nil {
+				return nil, err
+			}
+		case "password":
+			if err := oneArg(h.Dispenser, "oidc_auth", &rc.Password); err != nil {
+				return nil, err
+			}
+		case "db":
+			var v string
+			if err := oneArg(h.Dispenser, "oidc_auth", &v); err != nil {
+				return nil, err
+			}
+			n, err := strconv.Atoi(v)
+			if err != nil || n < 0 {
+				return nil, h.Errf("oidc_auth: db: bad database number %q", v)
+			}
+			rc.DB = n
+		case "tls":
+			rc.TLS = true
+			if h.NextArg() {
+				rc.TLSServerName = h.Val()
+				if h.NextArg() {
+					return nil, h.Errf("oidc_auth: tls takes at most a server name, got %q", h.Val())
+				}
+			}
+		case "key_prefix":
+			if err := oneArg(h.Dispenser, "oidc_auth", &rc.KeyPrefix); err != nil {
+				return nil, err
+			}
+		default:
+			return nil, h.Errf("oidc_auth: unknown session_store option %q", sub)
+		}
+	}
+	if store.Type == "redis" && store.Redis == nil {
+		store.Redis = new(oidcauth.RedisConfig) // localhost:6379
+	}
+	return store, nil
 }
 
 // oneArg reads exactly one argument of the current subdirective into dst,

@@ -6,6 +6,7 @@ import (
 	"bytes"
 	"context"
 	"crypto/tls"
+	"encoding/base64"
 	"encoding/json"
 	"fmt"
 	"io"
@@ -232,6 +233,23 @@ func (s *site) waitForTLS() {
 	}
 }
 
+// waitUp waits until the site accepts connections again after a restart
+// (the old listener may still be closing).
+func (s *site) waitUp() {
+	s.t.Helper()
+	for i := 0; ; i++ {
+		resp, err := http.Get(s.url + "/oauth2/userinfo")
+		if err == nil {
+			resp.Body.Close()
+			return
+		}
+		if i == 50 {
+			s.t.Fatalf("site not up: %v", err)
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+}
+
 // logs returns everything Caddy has logged so far.
 func (s *site) logs() string {
 	b, _ := os.ReadFile(s.logFile)
@@ -364,4 +382,15 @@ func stopCaddy(t *testing.T) {
 	if err := caddy.Stop(); err != nil {
 		t.Fatal(err)
 	}
+}
+
+// decodeJWTClaims decodes a JWT's payload without verifying it.
+func decodeJWTClaims(t *testing.T, jwt string) map[string]any {
+	t.Helper()
+	parts := strings.Split(jwt, ".")
+	payload, err := base64.RawURLEncoding.DecodeString(parts[1])
+	if err != nil {
+		t.Fatal(err)
+	}
+	return jsonBody(t, string(payload))
 }

@@ -237,6 +237,7 @@ func TestSessionSurvivesReloadAndRestart(t *testing.T) {
 	}
 	stopCaddy(t)
 	s.load() // start again from the same storage
+	s.waitUp()
 	if resp, _ := b.fetch(s.url + "/api"); resp.StatusCode != http.StatusOK {
 		t.Fatalf("after restart: %d", resp.StatusCode)
 	}

@@ -7,6 +7,8 @@ import (
 	"strings"
 	"sync"
 	"time"
+
+	"github.com/oidcgate/caddy-oidc/internal/sessionstore"
 )
 
 const (
@@ -34,6 +36,10 @@ type cookieStore struct {
 	lifetime time.Duration
 	idle     time.Duration
 	cache    *sessionCache
+	// revocations lists the sessions ended by back-channel logout: a
+	// stateless cookie cannot be deleted, so it is refused instead until
+	// it would have expired anyway.
+	revocations sessionstore.Store
 }
 
 func (cs *cookieStore) Load(r *http.Request) (*Session, error) {
@@ -58,7 +64,7 @@ func (cs *cookieStore) Load(r *http.Request) (*Session, error) {
 		chunks = append(chunks, part)
 	}
 	if s := cs.cache.get(first, chunks); s != nil {
-		return s, nil
+		return cs.unlessRevoked(r, s)
 	}
 	value := strings.Join(chunks, "")
 	plain, err := cs.keys.openString(value, cs.aad)
@@ -70,7 +76,22 @@ func (cs *cookieStore) Load(r *http.Request) (*Session, error) {
 		return nil, nil
 	}
 	s.owner = cs.owner
+	cs.owner.withIndexKeys(s)
 	cs.cache.put(first, value, s)
+	return cs.unlessRevoked(r, s)
+}
+
+func (cs *cookieStore) unlessRevoked(r *http.Request, s *Session) (*Session, error) {
+	if cs.revocations == nil {
+		return s, nil
+	}
+	revoked, err := cs.revocations.Revoked(r.Context(), s.subjectKey, s.sidKey, s.createdAt)
+	if err != nil {
+		return nil, err
+	}
+	if revoked {
+		return nil, nil
+	}
 	return s, nil
 }
 

@@ -14,6 +14,8 @@ import (
 	"github.com/caddyserver/caddy/v2"
 	"github.com/caddyserver/caddy/v2/modules/caddyhttp"
 	"go.uber.org/zap"
+
+	"github.com/oidcgate/caddy-oidc/internal/sessionstore"
 )
 
 func init() {
@@ -91,6 +93,11 @@ type Handler struct {
 	// token as JSON. Default: `/oauth2/userinfo`.
 	UserinfoPath string `json:"userinfo_path,omitempty"`
 
+	// BackchannelLogoutPath receives OpenID Connect Back-Channel Logout
+	// requests from the provider (register it there as the client's
+	// backchannel_logout_uri). Default: `/oauth2/backchannel-logout`.
+	BackchannelLogoutPath string `json:"backchannel_logout_path,omitempty"`
+
 	// PostLogoutRedirect is the post_logout_redirect_uri sent to the provider
 	// at logout; it must be registered there. Default: the logout's `rd` on
 	// the requested host, or `/`.
@@ -133,12 +140,19 @@ type Handler struct {
 	// are not redirected. Default: 401.
 	UnauthenticatedStatus int `json:"unauthenticated_status,omitempty"`
 
+	// SessionStore says where sessions are kept. Default: encrypted cookies.
+	SessionStore *SessionStoreConfig `json:"session_store,omitempty"`
+
 	// SigningAlgs allows these ID token signature algorithms. Default: those
 	// the provider announces, of RS*, PS*, ES* and EdDSA; never `none` or
 	// HMAC.
 	SigningAlgs []string `json:"signing_algs,omitempty"`
 
-	callbackPath  string
+	callbackPath string
+	// backend is the server-side store, or for the cookie store the store
+	// of back-channel logout revocations; release gives it back.
+	backend       sessionstore.Store
+	release       func()
 	redirectURL   *url.URL // absolute RedirectURL, or nil for request-relative
 	provider      *provider
 	store         SessionStore
@@ -165,6 +179,7 @@ const (
 	defaultLoginPath       = "/oauth2/login"
 	defaultLogoutPath      = "/oauth2/logout"
 	defaultUserinfoPath    = "/oauth2/userinfo"
+	defaultBackchannelPath = "/oauth2/backchannel-logout"
 	defaultCookieName      = "oidc_session"
 	defaultSessionLifetime = 24 * time.Hour
 )
@@ -226,6 +241,15 @@ func (h *Handler) provision(ctx caddy.Context, logger *zap.Logger) error {
 	if h.UserinfoPath == "" {
 		h.UserinfoPath = defaultUserinfoPath
 	}
+	if h.BackchannelLogoutPath == "" {
+		h.BackchannelLogoutPath = defaultBackchannelPath
+	}
+	if h.SessionStore == nil {
+		h.SessionStore = &SessionStoreConfig{}
+	}
+	if h.SessionStore.Type == "" {
+		h.SessionStore.Type = "cookie"
+	}
 	if h.CookieName == "" {
 		h.CookieName = defaultCookieName
 	}
@@ -273,14 +297,39 @@ func (h *Handler) provision(ctx caddy.Context, logger *zap.Logger) error {
 	}
 
 	h.refreshes = new(refreshGroup)
-	h.store = &cookieStore{
-		owner:    h,
-		keys:     h.keys,
-		cookies:  h.cookies,
-		aad:      []byte("oidc_auth session\x00" + issuer + "\x00" + clientID),
-		lifetime: time.Duration(h.SessionLifetime),
-		idle:     time.Duration(h.IdleTimeout),
-		cache:    newSessionCache(sessionCacheSize),
+	aad := []byte("oidc_auth session\x00" + issuer + "\x00" + clientID)
+	switch h.SessionStore.Type {
+	case "cookie", "memory", "redis":
+	default:
+		return fmt.Errorf("session_store %q: must be cookie, memory or redis", h.SessionStore.Type)
+	}
+	backend, release, err := h.openBackend(repl, "oidc_auth\x00"+issuer+"\x00"+clientID+"\x00"+h.CookieName)
+	if err != nil {
+		return fmt.Errorf("session_store: %v", err)
+	}
+	h.backend, h.release = backend, release
+	if h.SessionStore.Type == "cookie" {
+		h.store = &cookieStore{
+			owner:       h,
+			keys:        h.keys,
+			cookies:     h.cookies,
+			aad:         aad,
+			lifetime:    time.Duration(h.SessionLifetime),
+			idle:        time.Duration(h.IdleTimeout),
+			cache:       newSessionCache(sessionCacheSize),
+			revocations: backend,
+		}
+	} else {
+		h.store = &serverStore{
+			owner:    h,
+			keys:     h.keys,
+			cookies:  h.cookies,
+			aad:      append(aad, 0),
+			lifetime: time.Duration(h.SessionLifetime),
+			idle:     time.Duration(h.IdleTimeout),
+			backend:  backend,
+			decoded:  make(map[string]decodedRecord),
+		}
 	}
 
 	h.provider = &provider{
@@ -319,6 +368,14 @@ func (h *Handler) loadKeys(ctx caddy.Context, repl *caddy.Replacer) (*keyRing, e
 	return newKeyRing(raw)
 }
 
+// Cleanup releases the session store.
+func (h *Handler) Cleanup() error {
+	if h.release != nil {
+		h.release()
+	}
+	return nil
+}
+
 // Validate checks the configuration.
 func (h *Handler) Validate() error {
 	if h.Issuer == "" {
@@ -331,11 +388,12 @@ func (h *Handler) Validate() error {
 		return fmt.Errorf("redirect_url %q: must be a path or an http(s) URL", h.RedirectURL)
 	}
 	for name, p := range map[string]string{
-		"redirect_url path": h.callbackPath,
-		"login_path":        h.LoginPath,
-		"logout_path":       h.LogoutPath,
-		"userinfo_path":     h.UserinfoPath,
-		"cookie_path":       h.CookiePath,
+		"redirect_url path":       h.callbackPath,
+		"login_path":              h.LoginPath,
+		"logout_path":             h.LogoutPath,
+		"userinfo_path":           h.UserinfoPath,
+		"backchannel_logout_path": h.BackchannelLogoutPath,
+		"cookie_path":             h.CookiePath,
 	} {
 		if !strings.HasPrefix(p, "/") {
 			return fmt.Errorf("%s %q: must start with /", name, p)
@@ -379,6 +437,8 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request, next caddyht
 		return h.serveLogout(w, r)
 	case h.UserinfoPath:
 		return h.serveUserinfo(w, r)
+	case h.BackchannelLogoutPath:
+		return h.serveBackchannelLogout(w, r)
 	}
 
 	s, err := h.session(w, r)
@@ -416,5 +476,6 @@ func (h *Handler) session(w http.ResponseWriter, r *http.Request) (*Session, err
 var (
 	_ caddy.Provisioner           = (*Handler)(nil)
 	_ caddy.Validator             = (*Handler)(nil)
+	_ caddy.CleanerUpper          = (*Handler)(nil)
 	_ caddyhttp.MiddlewareHandler = (*Handler)(nil)
 )

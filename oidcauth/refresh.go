@@ -10,6 +10,8 @@ import (
 
 	"go.uber.org/zap"
 	"golang.org/x/oauth2"
+
+	"github.com/oidcgate/caddy-oidc/internal/sessionstore"
 )
 
 // Errors of FreshSession.
@@ -64,6 +66,10 @@ func FreshSession(w http.ResponseWriter, r *http.Request, minValidity time.Durat
 		return nil, ErrNoAccessToken
 	}
 	ns, err := h.refreshes.refresh(r.Context(), h, s)
+	if errors.Is(err, sessionstore.ErrUnavailable) {
+		h.logger.Error("session store unavailable while refreshing", zap.Error(err))
+		return nil, err
+	}
 	if err != nil {
 		if errors.Is(err, ErrSessionEnded) {
 			h.logger.Info("session ended by the provider", zap.String("sub", s.subject))
@@ -94,6 +100,9 @@ func WriteSessionError(w http.ResponseWriter, r *http.Request, err error) error 
 		return nil
 	}
 	h := s.owner
+	if errors.Is(err, sessionstore.ErrUnavailable) {
+		return h.storeUnavailable(w, r, err)
+	}
 	if errors.Is(err, errProviderUnavailable) {
 		return h.providerUnavailable(w, r, err)
 	}
@@ -137,7 +146,13 @@ func (g *refreshGroup) refresh(ctx context.Context, h *Handler, s *Session) (*Se
 		g.mu.Unlock()
 		// The call outlives the request that started it: the others
 		// waiting for it must not fail because that client went away.
-		c.session, c.err = h.refreshTokens(context.WithoutCancel(ctx), s)
+		// Server-side sessions are also coordinated with other instances.
+		callCtx := context.WithoutCancel(ctx)
+		if ss, ok := h.store.(*serverStore); ok {
+			c.session, c.err = ss.refresh(callCtx, s, h.refreshTokens)
+		} else {
+			c.session, c.err = h.refreshTokens(callCtx, s)
+		}
 		g.mu.Lock()
 		delete(g.inflight, key)
 		if c.err == nil {

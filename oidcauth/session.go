@@ -23,6 +23,7 @@ import (
 // (such as token_inject) through methods; they are never exposed as
 // placeholders or variables, and Session's String form names only the subject.
 type Session struct {
+	id           string // server-side stores: the session ID in the cookie
 	subject      string
 	sid          string
 	rawIDToken   string
@@ -35,6 +36,10 @@ type Session struct {
 	// owner is the handler that loaded or created the session and can
 	// refresh and save it.
 	owner *Handler
+
+	// subjectKey and sidKey stand for the subject and provider session ID
+	// in the store's indexes and revocation lists (see indexKey).
+	subjectKey, sidKey string
 
 	// Derived from rawIDToken when the session is decoded, not stored.
 	claimsJSON []byte
@@ -121,11 +126,11 @@ type SessionStore interface {
 // request after a restart, or on another instance), and JSON decoding of a
 // few kilobytes of tokens costs tens of microseconds.
 //
-//	version byte | varint createdAt, lastSeen, tokenExpiry (Unix seconds) |
+//	version byte | varint createdAt, lastSeen (Unix milliseconds), tokenExpiry (Unix seconds) |
 //	uvarint-length-prefixed subject, sid, ID token, access token, refresh token
 //
 // Claims are not stored: they are decoded again from the ID token.
-const storedSessionVersion = 2
+const storedSessionVersion = 3
 
 func (s *Session) marshal() ([]byte, error) {
 	var expiry int64
@@ -135,8 +140,8 @@ func (s *Session) marshal() ([]byte, error) {
 	b := make([]byte, 0, 1+3*binary.MaxVarintLen64+5*binary.MaxVarintLen32+
 		len(s.subject)+len(s.sid)+len(s.rawIDToken)+len(s.accessToken)+len(s.refreshToken))
 	b = append(b, storedSessionVersion)
-	b = binary.AppendVarint(b, s.createdAt.Unix())
-	b = binary.AppendVarint(b, s.lastSeen.Unix())
+	b = binary.AppendVarint(b, s.createdAt.UnixMilli())
+	b = binary.AppendVarint(b, s.lastSeen.UnixMilli())
 	b = binary.AppendVarint(b, expiry)
 	for _, f := range []string{s.subject, s.sid, s.rawIDToken, s.accessToken, s.refreshToken} {
 		b = binary.AppendUvarint(b, uint64(len(f)))
@@ -157,8 +162,8 @@ func unmarshalSession(b []byte) (*Session, error) {
 		rawIDToken:   rd.string(),
 		accessToken:  rd.string(),
 		refreshToken: rd.string(),
-		createdAt:    time.Unix(created, 0),
-		lastSeen:     time.Unix(seen, 0),
+		createdAt:    time.UnixMilli(created),
+		lastSeen:     time.UnixMilli(seen),
 	}
 	if rd.err != nil || len(rd.b) != 0 {
 		return nil, errors.New("malformed session record")

@@ -1,0 +1,362 @@
+package sessionstore
+
+import (
+	"context"
+	"crypto/rand"
+	"crypto/tls"
+	"errors"
+	"sync"
+	"time"
+
+	"github.com/redis/go-redis/v9"
+)
+
+// RedisOptions configures NewRedis. One address and no MasterName is a
+// standalone server, MasterName selects Sentinel (Addrs are the sentinels),
+// several addresses without MasterName a Redis Cluster.
+type RedisOptions struct {
+	// Addrs are host:port addresses; at least one is required.
+	Addrs []string
+	// MasterName is the Sentinel master name; empty unless using Sentinel.
+	MasterName string
+	// Username and Password authenticate to Redis; empty for no AUTH.
+	Username, Password string
+	// DB is the database number for standalone and Sentinel; default 0.
+	DB int
+	// TLS enables TLS with this configuration; nil for plain TCP.
+	TLS *tls.Config
+	// KeyPrefix starts every key; default "caddy-oidc:".
+	KeyPrefix string
+	// DialTimeout, ReadTimeout and WriteTimeout default to 2s, 1s and 1s:
+	// when Redis is down, requests must fail fast with a 503 rather than
+	// hang.
+	DialTimeout, ReadTimeout, WriteTimeout time.Duration
+}
+
+// Redis is a Store in Redis, shared by every Caddy instance using it.
+//
+// Keys, with hash tags so that a record's keys hash like its id in a
+// cluster (every command still touches a single key, so no command can
+// fail with CROSSSLOT):
+//
+//	<prefix>s:{<id>}          the sealed Data as a plain string, PX to Expires
+//	<prefix>sub:{<subject>}   set of ids, expiring with its latest record
+//	<prefix>sid:{<sid>}       set of ids, likewise
+//	<prefix>lock:<key>        a lease's random token, PX lease
+//	<prefix>rev:sub:<subject> revocation time in unix ms, PX to until
+//	<prefix>rev:sid:<sid>     likewise
+type Redis struct {
+	c         redis.UniversalClient
+	prefix    string
+	opTimeout time.Duration
+}
+
+// NewRedis returns a store using the Redis described by opts. It does not
+// connect: Caddy must start while Redis is down, and the client connects
+// (and reconnects after outages) on demand.
+func NewRedis(opts RedisOptions) (*Redis, error) {
+	if len(opts.Addrs) == 0 {
+		return nil, errors.New("sessionstore: redis: no address")
+	}
+	if opts.KeyPrefix == "" {
+		opts.KeyPrefix = "caddy-oidc:"
+	}
+	opts.DialTimeout = orDefault(opts.DialTimeout, 2*time.Second)
+	opts.ReadTimeout = orDefault(opts.ReadTimeout, time.Second)
+	opts.WriteTimeout = orDefault(opts.WriteTimeout, time.Second)
+	c := redis.NewUniversalClient(&redis.UniversalOptions{
+		Addrs:        opts.Addrs,
+		MasterName:   opts.MasterName,
+		Username:     opts.Username,
+		Password:     opts.Password,
+		DB:           opts.DB,
+		TLSConfig:    opts.TLS,
+		DialTimeout:  opts.DialTimeout,
+		ReadTimeout:  opts.ReadTimeout,
+		WriteTimeout: opts.WriteTimeout,
+		// One retry covers a pooled connection that died with a Redis
+		// restart or failover; more, and the default five dial attempts,
+		// would multiply the time a request waits during an outage.
+		MaxRetries:            1,
+		DialerRetries:         1,
+		ContextTimeoutEnabled: true,
+	})
+	return &Redis{
+		c:         c,
+		prefix:    opts.KeyPrefix,
+		opTimeout: opts.DialTimeout + opts.ReadTimeout,
+	}, nil
+}
+
+func orDefault(d, def time.Duration) time.Duration {
+	if d <= 0 {
+		return def
+	}
+	return d
+}
+
+// indexScript adds a record id to an index set and makes the set live at
+// least as long as the record. PEXPIRE GT would do without Lua but needs
+// Redis 7 and treats a fresh set (no TTL) as never expiring.
+var indexScript = redis.NewScript(`
+redis.call('SADD', KEYS[1], ARGV[1])
+if redis.call('PTTL', KEYS[1]) < tonumber(ARGV[2]) then
+  redis.call('PEXPIRE', KEYS[1], ARGV[2])
+end
+return 1`)
+
+// unlockScript deletes a lease only if it still holds our token, so a
+// holder whose lease expired cannot release the next holder's.
+var unlockScript = redis.NewScript(`
+if redis.call('GET', KEYS[1]) == ARGV[1] then
+  return redis.call('DEL', KEYS[1])
+end
+return 0`)
+
+// revokeScript keeps the latest revocation time and the longest retention,
+// so concurrent or repeated logouts never shorten a revocation.
+var revokeScript = redis.NewScript(`
+local v = ARGV[1]
+local cur = redis.call('GET', KEYS[1])
+if cur and tonumber(cur) > tonumber(v) then v = cur end
+local ttl = redis.call('PTTL', KEYS[1])
+if ttl < tonumber(ARGV[2]) then ttl = ARGV[2] end
+redis.call('SET', KEYS[1], v, 'PX', ttl)
+return 1`)
+
+func (r *Redis) recordKey(id string) string      { return r.prefix + "s:{" + id + "}" }
+func (r *Redis) subjectKey(sub string) string    { return r.prefix + "sub:{" + sub + "}" }
+func (r *Redis) sidKey(sid string) string        { return r.prefix + "sid:{" + sid + "}" }
+func (r *Redis) lockKey(key string) string       { return r.prefix + "lock:" + key }
+func (r *Redis) revocationKey(key string) string { return r.prefix + "rev:" + key }
+
+// op bounds every operation, including its retry, by one dial plus one read
+// timeout, unless the caller's deadline is sooner.
+func (r *Redis) op(ctx context.Context) (context.Context, context.CancelFunc) {
+	return context.WithTimeout(ctx, r.opTimeout)
+}
+
+// Get implements Store: one GET, on every request's path.
+func (r *Redis) Get(ctx context.Context, id string) (Record, error) {
+	ctx, cancel := r.op(ctx)
+	defer cancel()
+	b, err := r.c.Get(ctx, r.recordKey(id)).Bytes()
+	switch {
+	case errors.Is(err, redis.Nil):
+		return Record{}, ErrNotFound
+	case err != nil:
+		return Record{}, unavailable(err)
+	}
+	return Record{Data: b}, nil
+}
+
+// Put implements Store. The index entries are written before the record, so
+// a record never exists that back-channel logout cannot find.
+func (r *Redis) Put(ctx context.Context, id string, rec Record) error {
+	if id == "" {
+		return errEmptyID
+	}
+	ctx, cancel := r.op(ctx)
+	defer cancel()
+	ttl := time.Until(rec.Expires).Truncate(time.Millisecond)
+	if ttl <= 0 {
+		return r.del(ctx, r.recordKey(id))
+	}
+	if rec.Subject != "" || rec.SID != "" {
+		_, err := r.c.Pipelined(ctx, func(p redis.Pipeliner) error {
+			ms := ttl.Milliseconds()
+			if rec.Subject != "" {
+				indexScript.Eval(ctx, p, []string{r.subjectKey(rec.Subject)}, id, ms)
+			}
+			if rec.SID != "" {
+				indexScript.Eval(ctx, p, []string{r.sidKey(rec.SID)}, id, ms)
+			}
+			return nil
+		})
+		if err != nil {
+			return unavailable(err)
+		}
+	}
+	if err := r.c.Set(ctx, r.recordKey(id), rec.Data, ttl).Err(); err != nil {
+		return unavailable(err)
+	}
+	return nil
+}
+
+// Delete implements Store. The id stays in its index sets until they expire
+// or DeleteMatching clears them; deleting an absent record is harmless.
+func (r *Redis) Delete(ctx context.Context, id string) error {
+	ctx, cancel := r.op(ctx)
+	defer cancel()
+	return r.del(ctx, r.recordKey(id))
+}
+
+func (r *Redis) del(ctx context.Context, key string) error {
+	if err := r.c.Del(ctx, key).Err(); err != nil {
+		return unavailable(err)
+	}
+	return nil
+}
+
+// DeleteMatching implements Store. It removes from the index sets exactly
+// the ids it read, rather than deleting the sets, so a session created
+// concurrently stays indexed.
+func (r *Redis) DeleteMatching(ctx context.Context, subject, sid string) (int, error) {
+	var sets []string
+	if sid != "" {
+		sets = append(sets, r.sidKey(sid))
+	}
+	if subject != "" {
+		sets = append(sets, r.subjectKey(subject))
+	}
+	if len(sets) == 0 {
+		return 0, errNoSelector
+	}
+	ctx, cancel := r.op(ctx)
+	defer cancel()
+	members := make([]*redis.StringSliceCmd, len(sets))
+	if _, err := r.c.Pipelined(ctx, func(p redis.Pipeliner) error {
+		for i, s := range sets {
+			members[i] = p.SMembers(ctx, s)
+		}
+		return nil
+	}); err != nil {
+		return 0, unavailable(err)
+	}
+	// With both a sid and a subject, a session must be in both sets: the
+	// sets live in different slots, so intersect here, not with SINTER.
+	ids := members[0].Val()
+	if len(members) == 2 {
+		inSubject := make(map[string]bool)
+		for _, id := range members[1].Val() {
+			inSubject[id] = true
+		}
+		ids = filter(ids, func(id string) bool { return inSubject[id] })
+	}
+	if len(ids) == 0 {
+		return 0, nil
+	}
+	dels := make([]*redis.IntCmd, len(ids))
+	if _, err := r.c.Pipelined(ctx, func(p redis.Pipeliner) error {
+		for i, id := range ids {
+			dels[i] = p.Del(ctx, r.recordKey(id))
+		}
+		for _, s := range sets {
+			p.SRem(ctx, s, toAny(ids)...)
+		}
+		return nil
+	}); err != nil {
+		return 0, unavailable(err)
+	}
+	n := 0
+	for _, d := range dels {
+		n += int(d.Val())
+	}
+	return n, nil
+}
+
+// TryLock implements Store across every instance sharing the Redis.
+func (r *Redis) TryLock(ctx context.Context, key string, lease time.Duration) (func(), bool, error) {
+	ctx, cancel := r.op(ctx)
+	defer cancel()
+	token := rand.Text()
+	k := r.lockKey(key)
+	ok, err := r.c.SetNX(ctx, k, token, max(lease, time.Millisecond)).Result()
+	if err != nil {
+		return func() {}, false, unavailable(err)
+	}
+	if !ok {
+		return func() {}, false, nil
+	}
+	var once sync.Once
+	return func() {
+		once.Do(func() {
+			// A fresh context: release often runs after the request's
+			// context is done. A failed release only delays the next
+			// holder until the lease expires.
+			ctx, cancel := context.WithTimeout(context.Background(), r.opTimeout)
+			defer cancel()
+			_ = unlockScript.Run(ctx, r.c, []string{k}, token).Err()
+		})
+	}, true, nil
+}
+
+// Revoke implements Store.
+func (r *Redis) Revoke(ctx context.Context, subject, sid string, at, until time.Time) error {
+	key, ok := revocationKey(subject, sid)
+	if !ok {
+		return errNoSelector
+	}
+	ttl := time.Until(until).Milliseconds()
+	if ttl <= 0 {
+		return nil
+	}
+	ctx, cancel := r.op(ctx)
+	defer cancel()
+	if err := revokeScript.Run(ctx, r.c, []string{r.revocationKey(key)}, at.UnixMilli(), ttl).Err(); err != nil {
+		return unavailable(err)
+	}
+	return nil
+}
+
+// Revoked implements Store.
+func (r *Redis) Revoked(ctx context.Context, subject, sid string, issuedAt time.Time) (bool, error) {
+	var keys []string
+	if subject != "" {
+		keys = append(keys, r.revocationKey("sub:"+subject))
+	}
+	if sid != "" {
+		keys = append(keys, r.revocationKey("sid:"+sid))
+	}
+	if len(keys) == 0 {
+		return false, nil
+	}
+	ctx, cancel := r.op(ctx)
+	defer cancel()
+	cmds := make([]*redis.StringCmd, len(keys))
+	_, err := r.c.Pipelined(ctx, func(p redis.Pipeliner) error {
+		for i, k := range keys {
+			cmds[i] = p.Get(ctx, k)
+		}
+		return nil
+	})
+	if err != nil && !errors.Is(err, redis.Nil) {
+		return false, unavailable(err)
+	}
+	for _, c := range cmds {
+		if errors.Is(c.Err(), redis.Nil) {
+			continue
+		}
+		at, err := c.Int64() // c's own error, e.g. its node is down
+		if err != nil {
+			return false, unavailable(err)
+		}
+		if revokedAt(at, issuedAt) {
+			return true, nil
+		}
+	}
+	return false, nil
+}
+
+// Close implements Store.
+func (r *Redis) Close() error { return r.c.Close() }
+
+func filter(ids []string, keep func(string) bool) []string {
+	out := ids[:0]
+	for _, id := range ids {
+		if keep(id) {
+			out = append(out, id)
+		}
+	}
+	return out
+}
+
+func toAny(ss []string) []any {
+	out := make([]any, len(ss))
+	for i, s := range ss {
+		out[i] = s
+	}
+	return out
+}
+
+var _ Store = (*Redis)(nil)
