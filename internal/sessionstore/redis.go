@@ -138,8 +138,6 @@ func (r *Redis) op(ctx context.Context) (context.Context, context.CancelFunc) {
 
 // Get implements Store: one GET, on every request's path.
 func (r *Redis) Get(ctx context.Context, id string) (Record, error) {
-	ctx, cancel := r.op(ctx)
-	defer cancel()
 	b, err := r.c.Get(ctx, r.recordKey(id)).Bytes()
 	switch {
 	case errors.Is(err, redis.Nil):
