@@ -13,7 +13,22 @@ CADDY_SOURCES := go.mod go.sum $(shell find . -name '*.go' -not -name '*_test.go
 	-not -path './bin/*' -not -path './examples/*' -not -path './cmd/*' \
 	-not -path './internal/devop/*' -not -path './internal/testop/*')
 
-.PHONY: demo test check-go clean
+.PHONY: demo test check-go test-deps clean
+
+# Debian packages the tests run for real: Redis for the session store tests,
+# Chromium for the browser test. Installed when missing (as root, or with
+# sudo), so `make test` works on a fresh machine.
+
+test-deps:
+	@missing=""; \
+	command -v redis-server >/dev/null || missing="$$missing redis-server"; \
+	command -v chromium >/dev/null || missing="$$missing chromium"; \
+	if [ -n "$$missing" ]; then \
+		sudo=""; [ "$$(id -u)" = 0 ] || sudo=sudo; \
+		echo "Installing$$missing"; \
+		$$sudo env DEBIAN_FRONTEND=noninteractive apt-get update && \
+		$$sudo env DEBIAN_FRONTEND=noninteractive apt-get install -y --no-install-recommends $$missing; \
+	fi
 
 bin/xcaddy:
 	GOBIN=$(CURDIR)/bin go install github.com/caddyserver/xcaddy/cmd/xcaddy@$(XCADDY_VERSION)
@@ -49,7 +64,7 @@ demo: bin/caddy bin/oidc-dev-provider bin/demo-api
 	echo; \
 	bin/caddy run --config examples/Caddyfile --adapter caddyfile
 
-test: check-go bin/caddy
+test: test-deps check-go bin/caddy
 	bin/caddy list-modules | grep -q http.handlers.oidc_auth
 	bin/caddy adapt --config examples/Caddyfile --adapter caddyfile >/dev/null
 	DEMO_CADDY_BIN=$(CURDIR)/bin/caddy go test ./examples/ -count=1 -v
