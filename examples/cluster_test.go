@@ -160,27 +160,9 @@ func startClusterCaddy(t *testing.T, bin string, p *testop.Provider, redisAddr, 
 	if err := os.WriteFile(cfgPath, []byte(caddyfile), 0o644); err != nil {
 		t.Fatal(err)
 	}
-	logs := &lockedBuffer{}
 	cmd := exec.Command(bin, "run", "--config", cfgPath, "--adapter", "caddyfile")
-	cmd.Stdout, cmd.Stderr = logs, logs
 	cmd.Env = append(os.Environ(), "XDG_DATA_HOME="+dir, "XDG_CONFIG_HOME="+dir)
-	if err := cmd.Start(); err != nil {
-		t.Fatal(err)
-	}
-	exited := make(chan struct{})
-	go func() { _ = cmd.Wait(); close(exited) }()
-	t.Cleanup(func() {
-		_ = cmd.Process.Signal(os.Interrupt)
-		select {
-		case <-exited:
-		case <-time.After(10 * time.Second):
-			_ = cmd.Process.Kill()
-			<-exited
-		}
-		if t.Failed() {
-			t.Logf("caddy at %s:\n%s", base, logs.String())
-		}
-	})
+	logs, _ := runProcess(t, "caddy at "+base, cmd, 10*time.Second)
 	deadline := time.Now().Add(30 * time.Second)
 	for {
 		resp, err := http.Get(base + "/oauth2/userinfo")

@@ -252,26 +252,7 @@ func startDemoAPI(t *testing.T, issuer string) *lockedBuffer {
 		t.Fatalf("building cmd/demo-api: %v\n%s", err, out)
 	}
 
-	logs := &lockedBuffer{}
-	cmd := exec.Command(bin, "-addr", apiAddr, "-issuer", issuer)
-	cmd.Stdout, cmd.Stderr = logs, logs
-	if err := cmd.Start(); err != nil {
-		t.Fatalf("starting demo-api: %v", err)
-	}
-	exited := make(chan struct{})
-	go func() { _ = cmd.Wait(); close(exited) }()
-	t.Cleanup(func() {
-		_ = cmd.Process.Signal(os.Interrupt)
-		select {
-		case <-exited:
-		case <-time.After(5 * time.Second):
-			_ = cmd.Process.Kill()
-			<-exited
-		}
-		if t.Failed() {
-			t.Logf("demo-api output:\n%s", logs.String())
-		}
-	})
+	logs, exited := runProcess(t, "demo-api", exec.Command(bin, "-addr", apiAddr, "-issuer", issuer), 5*time.Second)
 
 	// Without a token it answers at once, once it listens.
 	deadline := time.Now().Add(10 * time.Second)
@@ -303,33 +284,15 @@ func startCaddy(t *testing.T, bin string) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	logs := &lockedBuffer{}
 	cmd := exec.Command(bin, "run", "--config", "examples/Caddyfile", "--adapter", "caddyfile")
-	cmd.Dir = ".." // the Caddyfile's paths are relative to the repository root
-	cmd.Stdout, cmd.Stderr = logs, logs
+	cmd.Dir = ".."         // the Caddyfile's paths are relative to the repository root
 	dataDir := t.TempDir() // keeps Caddy's storage and autosave out of $HOME
 	cmd.Env = append(os.Environ(),
 		"OIDC_CLIENT_SECRET="+devop.DefaultClientSecret,
 		"XDG_DATA_HOME="+dataDir,
 		"XDG_CONFIG_HOME="+dataDir,
 	)
-	if err := cmd.Start(); err != nil {
-		t.Fatalf("starting caddy: %v", err)
-	}
-	exited := make(chan struct{})
-	go func() { _ = cmd.Wait(); close(exited) }()
-	t.Cleanup(func() {
-		_ = cmd.Process.Signal(os.Interrupt)
-		select {
-		case <-exited:
-		case <-time.After(10 * time.Second):
-			_ = cmd.Process.Kill()
-			<-exited
-		}
-		if t.Failed() {
-			t.Logf("caddy output:\n%s", logs.String())
-		}
-	})
+	logs, exited := runProcess(t, "caddy", cmd, 10*time.Second)
 
 	// The signed-out page is public, so it answers as soon as Caddy serves.
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
