@@ -94,10 +94,17 @@ func signedInRequest(tb testing.TB, h *Handler, s *Session) *http.Request {
 	return caddyRequest(r)
 }
 
+// caddyRequest gives r what Caddy's server gives every request before the
+// handlers run: a replacer with the HTTP placeholders registered, and a
+// vars map holding the client IP and trusted-proxy flag.
 func caddyRequest(r *http.Request) *http.Request {
 	repl := caddy.NewReplacer()
+	repl.Map(func(key string) (any, bool) { return nil, false }) // http.request.*
 	ctx := context.WithValue(r.Context(), caddy.ReplacerCtxKey, repl)
-	ctx = context.WithValue(ctx, caddyhttp.VarsCtxKey, map[string]any{})
+	ctx = context.WithValue(ctx, caddyhttp.VarsCtxKey, map[string]any{
+		caddyhttp.TrustedProxyVarKey: false,
+		caddyhttp.ClientIPVarKey:     "127.0.0.1",
+	})
 	return r.WithContext(ctx)
 }
 

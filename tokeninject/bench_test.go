@@ -169,10 +169,17 @@ func BenchmarkInjectHeaders(b *testing.B) {
 	}
 }
 
-// fresh gives r a new replacer and vars, as Caddy does for each request.
+// fresh gives r a new replacer (with the HTTP placeholders registered) and
+// vars (with the client IP and trusted-proxy flag), as Caddy does for each
+// request.
 func fresh(r *http.Request) *http.Request {
-	ctx := context.WithValue(r.Context(), caddy.ReplacerCtxKey, caddy.NewReplacer())
-	ctx = context.WithValue(ctx, caddyhttp.VarsCtxKey, map[string]any{})
+	repl := caddy.NewReplacer()
+	repl.Map(func(key string) (any, bool) { return nil, false }) // http.request.*
+	ctx := context.WithValue(r.Context(), caddy.ReplacerCtxKey, repl)
+	ctx = context.WithValue(ctx, caddyhttp.VarsCtxKey, map[string]any{
+		caddyhttp.TrustedProxyVarKey: false,
+		caddyhttp.ClientIPVarKey:     "127.0.0.1",
+	})
 	return r.WithContext(ctx)
 }
 
