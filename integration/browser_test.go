@@ -28,17 +28,7 @@ import (
 // provider's redirect back is not blocked.
 func TestBrowserSignInAndSignOut(t *testing.T) {
 	chromium := chromiumPath(t)
-	op, err := devop.New(devop.Config{
-		Addr:                   "127.0.0.1:0",
-		ClientID:               "caddy-test",
-		ClientSecret:           "test-secret",
-		RedirectURIs:           []string{"http://127.0.0.1:*/oauth2/callback"},
-		PostLogoutRedirectURIs: []string{"http://127.0.0.1:*/*"},
-	})
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(op.Close)
+	op := newZitadelProvider(t)
 	endSession := endSessionEndpoint(t, op.Issuer())
 
 	// The app is a page that prints who Caddy says is signed in and links to
@@ -128,7 +118,7 @@ func TestBrowserSignInAndSignOut(t *testing.T) {
 	// A blocked navigation leaves the tab on an error page, so wait less
 	// than the whole test's budget and then say what happened.
 	waitCtx, cancel := context.WithTimeout(ctx, 10*time.Second)
-	err = chromedp.Do(waitCtx, chromedp.WaitVisible(chromedp.ID("username")))
+	err := chromedp.Do(waitCtx, chromedp.WaitVisible(chromedp.ID("username")))
 	cancel()
 	if loc := run(t, ctx, rec, "reading the location", chromedp.Location()); err != nil || !strings.HasPrefix(loc, op.Issuer()+"/") {
 		t.Errorf("after logout the browser is at %s (waiting for the login form: %v), want the provider's login page", loc, err)

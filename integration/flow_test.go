@@ -16,17 +16,7 @@ import (
 // form -> callback -> session -> proxied request carrying the user's email
 // -> userinfo -> logout -> unauthenticated again.
 func TestSignInFlowWithZitadelProvider(t *testing.T) {
-	op, err := devop.New(devop.Config{
-		Addr:                   "127.0.0.1:0",
-		ClientID:               "caddy-test",
-		ClientSecret:           "test-secret",
-		RedirectURIs:           []string{"http://127.0.0.1:*/oauth2/callback"},
-		PostLogoutRedirectURIs: []string{"http://127.0.0.1:*/*"},
-	})
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(op.Close)
+	op := newZitadelProvider(t)
 	up := newUpstream(t)
 	s := startSite(t, up, siteOptions{issuer: op.Issuer(), clientID: "caddy-test", secret: "test-secret"})
 	b := newBrowser(t)
@@ -35,7 +25,7 @@ func TestSignInFlowWithZitadelProvider(t *testing.T) {
 	if !strings.HasPrefix(resp.Request.URL.String(), op.Issuer()) {
 		t.Fatalf("unauthenticated navigation ended at %s (%d), want the provider's login page", resp.Request.URL, resp.StatusCode)
 	}
-	resp, err = devop.SignIn(b.client, resp.Request.URL.String(), devop.DemoUsername, devop.DemoPassword)
+	resp, err := devop.SignIn(b.client, resp.Request.URL.String(), devop.DemoUsername, devop.DemoPassword)
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -26,6 +26,7 @@ import (
 	_ "github.com/caddyserver/caddy/v2/modules/standard"
 
 	_ "github.com/oidcgate/caddy-oidc"
+	"github.com/oidcgate/caddy-oidc/internal/devop"
 	"github.com/oidcgate/caddy-oidc/internal/testop"
 )
 
@@ -393,4 +394,22 @@ func decodeJWTClaims(t *testing.T, jwt string) map[string]any {
 		t.Fatal(err)
 	}
 	return jsonBody(t, string(payload))
+}
+
+// newZitadelProvider starts the zitadel-based development provider (with
+// its real login form) for client caddy-test on a loopback port.
+func newZitadelProvider(t *testing.T) *devop.Server {
+	t.Helper()
+	op, err := devop.New(devop.Config{
+		Addr:                   "127.0.0.1:0",
+		ClientID:               "caddy-test",
+		ClientSecret:           "test-secret",
+		RedirectURIs:           []string{"http://127.0.0.1:*/oauth2/callback"},
+		PostLogoutRedirectURIs: []string{"http://127.0.0.1:*/*"},
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(op.Close)
+	return op
 }

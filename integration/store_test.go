@@ -102,6 +102,21 @@ func apiCall(t *testing.T, b *browser, base string) *http.Response {
 	return resp
 }
 
+// signedInRedisCluster starts Redis, a provider, an upstream and n
+// instances sharing Redis, and signs a browser in through the first.
+func signedInRedisCluster(t *testing.T, n int, cfg testop.Config) (*redistest.Server, *testop.Provider, *upstream, *cluster, *browser) {
+	t.Helper()
+	rs := redistest.Start(t)
+	p := newProvider(t, cfg)
+	up := newUpstream(t)
+	c := startCluster(t, p, up, n, redisBlock(rs.Addr()))
+	b := newBrowser(t)
+	if resp, body := b.navigate(c.urls[0] + "/"); resp.StatusCode != http.StatusOK {
+		t.Fatalf("sign-in through the first instance: %d %s", resp.StatusCode, body)
+	}
+	return rs, p, up, c, b
+}
+
 func redisBlock(addr string) string {
 	return fmt.Sprintf("session_store redis {\n\t\t\taddress %s\n\t\t}", addr)
 }
@@ -141,12 +156,7 @@ func TestRedisSessionsAreSharedByInstances(t *testing.T) {
 // TestRedisHoldsNoTokenText: what Redis stores for a session is sealed: no
 // access, refresh or ID token, and no claim, appears in any key or value.
 func TestRedisHoldsNoTokenText(t *testing.T) {
-	rs := redistest.Start(t)
-	p := newProvider(t, testop.Config{})
-	up := newUpstream(t)
-	c := startCluster(t, p, up, 1, redisBlock(rs.Addr()))
-	b := newBrowser(t)
-	b.navigate(c.urls[0] + "/")
+	rs, p, _, c, b := signedInRedisCluster(t, 1, testop.Config{})
 	apiCall(t, b, c.urls[0])
 
 	rc := redis.NewClient(&redis.Options{Addr: rs.Addr()})
@@ -179,12 +189,7 @@ func TestRedisHoldsNoTokenText(t *testing.T) {
 // over two instances, with an access token about to expire, cause exactly
 // one token-endpoint call.
 func TestRefreshIsCoordinatedAcrossInstances(t *testing.T) {
-	rs := redistest.Start(t)
-	p := newProvider(t, testop.Config{AccessTokenTTL: 10 * time.Second})
-	up := newUpstream(t)
-	c := startCluster(t, p, up, 2, redisBlock(rs.Addr()))
-	b := newBrowser(t)
-	b.navigate(c.urls[0] + "/")
+	_, p, _, c, b := signedInRedisCluster(t, 2, testop.Config{AccessTokenTTL: 10 * time.Second})
 	p.SetAccessTokenTTL(time.Hour)
 	var wg sync.WaitGroup
 	statuses := make([]int, 50)
@@ -209,12 +214,7 @@ func TestRefreshIsCoordinatedAcrossInstances(t *testing.T) {
 // TestBackchannelLogoutEndsSessionsOnEveryInstance: a logout token sent to
 // instance A ends the session on instance B.
 func TestBackchannelLogoutEndsSessionsOnEveryInstance(t *testing.T) {
-	rs := redistest.Start(t)
-	p := newProvider(t, testop.Config{})
-	up := newUpstream(t)
-	c := startCluster(t, p, up, 2, redisBlock(rs.Addr()))
-	b := newBrowser(t)
-	b.navigate(c.urls[0] + "/")
+	_, p, _, c, b := signedInRedisCluster(t, 2, testop.Config{})
 	if resp := apiCall(t, b, c.urls[1]); resp.StatusCode != http.StatusOK {
 		t.Fatalf("before logout: %d", resp.StatusCode)
 	}
@@ -289,12 +289,7 @@ func TestBackchannelLogoutRevokesCookieSessions(t *testing.T) {
 // the session get 503 (not a panic, not a sign-out); when Redis is back,
 // the same sessions are served again without restarting Caddy.
 func TestRedisOutageGives503AndRecovers(t *testing.T) {
-	rs := redistest.Start(t)
-	p := newProvider(t, testop.Config{})
-	up := newUpstream(t)
-	c := startCluster(t, p, up, 1, redisBlock(rs.Addr()))
-	b := newBrowser(t)
-	b.navigate(c.urls[0] + "/")
+	rs, _, _, c, b := signedInRedisCluster(t, 1, testop.Config{})
 	rc := redis.NewClient(&redis.Options{Addr: rs.Addr()})
 	if err := rc.Save(context.Background()).Err(); err != nil {
 		t.Fatal(err)
