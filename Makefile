@@ -10,7 +10,7 @@ SHELL  := /bin/bash
 # What goes into bin/caddy: the module's Go files, except tests, examples
 # and the development tools.
 CADDY_SOURCES := go.mod go.sum $(shell find . -name '*.go' -not -name '*_test.go' \
-	-not -path './bin/*' -not -path './examples/*' -not -path './cmd/*' \
+	-not -path './bin/*' -not -path './examples/*' -not -path './cmd/*' -not -path './bench/*' \
 	-not -path './internal/devop/*' -not -path './internal/testop/*')
 
 .PHONY: demo test check-go test-deps clean
@@ -76,6 +76,45 @@ check-go:
 	go test -race ./...
 	# A short fuzzing run on top of the checked-in corpus.
 	go test -run '^$$' -fuzz=FuzzSubstitute -fuzztime=20s ./internal/substitute/
+
+# `make bench`: the Go benchmarks, then the load comparison
+# (bench/cmd/loadcompare): the same wrk load through Caddy's reverse_proxy
+# alone, through oidc_auth + token_inject (cookie, memory and Redis session
+# stores) and through forward_auth to oauth2-proxy. Both rewrite their tables
+# in docs/PERFORMANCE.md; raw output, Caddyfiles and logs go to bench/out/.
+# wrk and redis-server are installed when missing (like test-deps), and
+# oauth2-proxy is built into bin/. Not part of `make test`. Settings, e.g.:
+#   make bench BENCH_CONNECTIONS=64 BENCH_DURATION=10s BENCH_ROUNDS=5
+#   make bench BENCH_FLAGS='-profile b-cookie,b-redis'   (CPU profiles of Caddy)
+
+OAUTH2_PROXY_VERSION ?= v7.15.6
+BENCH_CONNECTIONS    ?= 32
+BENCH_THREADS        ?= 2
+BENCH_DURATION       ?= 3s
+BENCH_ROUNDS         ?= 5
+BENCH_WARMUP         ?= 2s
+BENCH_FLAGS          ?=
+
+.PHONY: bench
+bench: bin/caddy
+	@missing=""; \
+	command -v wrk >/dev/null || missing="$$missing wrk"; \
+	command -v redis-server >/dev/null || missing="$$missing redis-server"; \
+	if [ -n "$$missing" ]; then \
+		sudo=""; [ "$$(id -u)" = 0 ] || sudo=sudo; \
+		echo "Installing$$missing"; \
+		$$sudo env DEBIAN_FRONTEND=noninteractive apt-get update && \
+		$$sudo env DEBIAN_FRONTEND=noninteractive apt-get install -y --no-install-recommends $$missing; \
+	fi
+	@go version -m bin/oauth2-proxy 2>/dev/null | grep -Eq '^\s+mod\s+github.com/oauth2-proxy/oauth2-proxy/v7\s+$(OAUTH2_PROXY_VERSION)\s' || { \
+		echo "Building oauth2-proxy $(OAUTH2_PROXY_VERSION) into bin/"; \
+		GOBIN=$(CURDIR)/bin go install github.com/oauth2-proxy/oauth2-proxy/v7@$(OAUTH2_PROXY_VERSION); }
+	rm -rf bench/out && mkdir -p bench/out
+	set -o pipefail; go test -run '^$$' -bench . -benchmem ./oidcauth/ ./tokeninject/ ./internal/substitute/ | tee bench/out/gobench.txt
+	go run ./bench/cmd/gobench -in bench/out/gobench.txt -doc docs/PERFORMANCE.md
+	go run ./bench/cmd/loadcompare -caddy bin/caddy -oauth2-proxy bin/oauth2-proxy \
+		-connections $(BENCH_CONNECTIONS) -threads $(BENCH_THREADS) -duration $(BENCH_DURATION) \
+		-rounds $(BENCH_ROUNDS) -warmup $(BENCH_WARMUP) -out bench/out -doc docs/PERFORMANCE.md $(BENCH_FLAGS)
 
 clean:
 	rm -rf bin
