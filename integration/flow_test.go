@@ -314,3 +314,28 @@ func parseAutoPostForm(t *testing.T, page string) (string, url.Values) {
 	}
 	return action, form
 }
+
+// TestSessionCookiesAreNotForwardedUpstream: oidc_auth removes its own
+// cookies from the request it passes on (the upstream cannot replay the
+// sealed session, and several kilobytes are not sent on every request);
+// the app's own cookies pass through.
+func TestSessionCookiesAreNotForwardedUpstream(t *testing.T) {
+	p := newProvider(t, testop.Config{IDTokenPadding: 5000}) // a chunked session
+	s, up := testopSite(t, p, siteOptions{})
+	b := newBrowser(t)
+	b.signIn(s, "/")
+	u, _ := url.Parse(s.url)
+	b.jar.SetCookies(u, []*http.Cookie{{Name: "app", Value: "1"}, {Name: "oidc_sessionx", Value: "2"}})
+	if resp, _ := b.navigate(s.url + "/page"); resp.StatusCode != http.StatusOK {
+		t.Fatalf("%d", resp.StatusCode)
+	}
+	got := strings.Join(up.lastHeader().Values("Cookie"), "; ")
+	if !strings.Contains(got, "app=1") || !strings.Contains(got, "oidc_sessionx=2") {
+		t.Errorf("the app's cookies did not reach the upstream: %q", got)
+	}
+	for _, c := range b.cookies(s) {
+		if strings.HasPrefix(c.Name, "oidc_session") && c.Name != "oidc_sessionx" && strings.Contains(got, c.Name+"=") {
+			t.Errorf("oidc_auth's cookie %s reached the upstream", c.Name)
+		}
+	}
+}

@@ -124,3 +124,60 @@ func isChunkName(name, base string) bool {
 	}
 	return true
 }
+
+// stripOwnCookies removes oidc_auth's cookies (session, its chunks and
+// login state) from the request passed on: the upstream has no use for the
+// sealed session and should not be able to replay it, and a session cookie
+// of several kilobytes would be sent upstream on every request. It returns
+// the Cookie lines as the client sent them, or nil if nothing was removed.
+func (h *Handler) stripOwnCookies(r *http.Request) []string {
+	lines := r.Header["Cookie"]
+	changed := false
+	var kept []string
+	for _, line := range lines {
+		if !strings.Contains(line, h.CookieName) {
+			kept = append(kept, line)
+			continue
+		}
+		var b strings.Builder
+		for rest := line; rest != ""; {
+			var part string
+			part, rest, _ = strings.Cut(rest, ";")
+			part = strings.TrimSpace(part)
+			name, _, _ := strings.Cut(part, "=")
+			if h.isOwnCookie(name) {
+				changed = true
+				continue
+			}
+			if part == "" {
+				continue
+			}
+			if b.Len() > 0 {
+				b.WriteString("; ")
+			}
+			b.WriteString(part)
+		}
+		if b.Len() > 0 {
+			kept = append(kept, b.String())
+		}
+	}
+	if !changed {
+		return nil
+	}
+	if len(kept) == 0 {
+		delete(r.Header, "Cookie")
+	} else {
+		r.Header["Cookie"] = kept
+	}
+	return lines
+}
+
+// isOwnCookie reports whether a cookie name is one oidc_auth sets.
+func (h *Handler) isOwnCookie(name string) bool {
+	name = strings.TrimPrefix(strings.TrimPrefix(name, "__Host-"), "__Secure-")
+	rest, ok := strings.CutPrefix(name, h.CookieName)
+	if !ok {
+		return false
+	}
+	return rest == "" || isChunkName(name, h.CookieName) || strings.HasPrefix(rest, loginCookieInfix)
+}

@@ -31,6 +31,22 @@ const (
 // those can use them too.
 type requestState struct {
 	session *Session
+	// cookies are the request's Cookie header lines as the client sent
+	// them, when oidc_auth removed its own cookies before passing the
+	// request on; saving a refreshed session needs to see them.
+	cookies []string
+}
+
+// storeRequest is r as the session store must see it: with the cookies the
+// client sent.
+func (st *requestState) storeRequest(r *http.Request) *http.Request {
+	if st.cookies == nil {
+		return r
+	}
+	r2 := new(http.Request)
+	*r2 = *r
+	r2.Header = http.Header{"Cookie": st.cookies}
+	return r2
 }
 
 func (st *requestState) placeholder(key string) (any, bool) {

@@ -448,7 +448,7 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request, next caddyht
 	if s == nil {
 		return h.unauthenticated(w, r)
 	}
-	return next.ServeHTTP(w, attach(r, s))
+	return next.ServeHTTP(w, attach(r, s, h.stripOwnCookies(r)))
 }
 
 // session loads the request's session and checks its lifetime. With an idle

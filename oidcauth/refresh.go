@@ -54,6 +54,7 @@ func FreshSession(w http.ResponseWriter, r *http.Request, minValidity time.Durat
 		return nil, ErrNoSession
 	}
 	s := st.session
+	r = st.storeRequest(r)
 	h := s.owner
 	now := h.now()
 	if s.accessToken != "" && (s.tokenExpiry.IsZero() || s.tokenExpiry.Sub(now) > minValidity) {

@@ -98,8 +98,8 @@ func SessionFromRequest(r *http.Request) (*Session, bool) {
 // attach gives the request's later handlers the session: through
 // SessionFromRequest, the {oidc.user.*} placeholders and the ID token
 // variables.
-func attach(r *http.Request, s *Session) *http.Request {
-	st := &requestState{session: s}
+func attach(r *http.Request, s *Session, cookies []string) *http.Request {
+	st := &requestState{session: s, cookies: cookies}
 	if repl, ok := r.Context().Value(caddy.ReplacerCtxKey).(*caddy.Replacer); ok {
 		repl.Map(st.placeholder)
 	}
