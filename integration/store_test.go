@@ -151,6 +151,7 @@ func TestRedisSessionsAreSharedByInstances(t *testing.T) {
 	if tok := strings.TrimPrefix(up.lastHeader().Get("Authorization"), "Bearer "); !p.ValidAccessToken(tok) {
 		t.Errorf("B's request did not carry the session's access token")
 	}
+	assertNoSecrets(t, "Caddy's log", c.logs(), p.IssuedTokens()...)
 }
 
 // TestRedisHoldsNoTokenText: what Redis stores for a session is sealed: no
@@ -209,6 +210,7 @@ func TestRefreshIsCoordinatedAcrossInstances(t *testing.T) {
 	if n := p.RefreshCalls(); n != 1 {
 		t.Fatalf("%d refresh calls for 50 requests over 2 instances, want 1", n)
 	}
+	assertNoSecrets(t, "Caddy's log", c.logs(), p.IssuedTokens()...)
 }
 
 // TestBackchannelLogoutEndsSessionsOnEveryInstance: a logout token sent to
