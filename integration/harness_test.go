@@ -8,6 +8,7 @@ import (
 	"crypto/tls"
 	"encoding/base64"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"io"
 	"net"
@@ -18,6 +19,7 @@ import (
 	"path/filepath"
 	"strings"
 	"sync"
+	"syscall"
 	"testing"
 	"time"
 
@@ -125,7 +127,6 @@ type siteOptions struct {
 	extra    string // more oidc_auth subdirectives
 	tls      bool
 	storage  string // reuse another site's storage (its session key)
-	port     int
 	routes   string // replaces the default reverse_proxy route
 	matcher  string // oidc_auth's matcher, if any
 }
@@ -148,15 +149,12 @@ func startSite(t *testing.T, up *upstream, opts siteOptions) *site {
 	if opts.storage == "" {
 		opts.storage = filepath.Join(dir, "storage")
 	}
-	if opts.port == 0 {
-		opts.port = freePort(t)
-	}
 	s := &site{t: t, logFile: filepath.Join(dir, "caddy.log"), storage: opts.storage}
 	scheme, tlsLine := "http", ""
 	if opts.tls {
 		scheme, tlsLine = "https", "tls internal"
 	}
-	s.url = fmt.Sprintf("%s://127.0.0.1:%d", scheme, opts.port)
+	s.url = fmt.Sprintf("%s://127.0.0.1:%d", scheme, freePort(t))
 	routes := opts.routes
 	if routes == "" {
 		routes = fmt.Sprintf(`reverse_proxy %s {
@@ -301,13 +299,28 @@ func (b *browser) fetch(u string) (*http.Response, string) {
 
 func (b *browser) do(req *http.Request) (*http.Response, string) {
 	b.t.Helper()
-	resp, err := b.client.Do(req)
+	var resp *http.Response
+	var err error
+	for attempt := 0; ; attempt++ {
+		resp, err = b.client.Do(req)
+		// Right after a config reload on the same port, the old listener
+		// may still take a connection and close it: retry bodiless
+		// requests that failed before any response.
+		if err == nil || req.Body != nil || attempt == 20 || !isConnectionError(err) {
+			break
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
 	if err != nil {
 		b.t.Fatalf("%s %s: %v", req.Method, req.URL, err)
 	}
 	defer resp.Body.Close()
 	body, _ := io.ReadAll(resp.Body)
 	return resp, string(body)
+}
+
+func isConnectionError(err error) bool {
+	return errors.Is(err, syscall.ECONNRESET) || errors.Is(err, syscall.ECONNREFUSED) || errors.Is(err, io.EOF)
 }
 
 // cookies returns the jar's cookies for the site.
@@ -369,13 +382,6 @@ func jsonBody(t *testing.T, body string) map[string]any {
 var _ = context.Background
 
 func itoa(n int) string { return fmt.Sprint(n) }
-
-// portOf returns the site's port.
-func portOf(s *site) int {
-	var port int
-	fmt.Sscanf(s.url[strings.LastIndexByte(s.url, ':')+1:], "%d", &port)
-	return port
-}
 
 // stopCaddy stops the process's Caddy, as a shutdown would.
 func stopCaddy(t *testing.T) {

@@ -213,13 +213,14 @@ func TestSessionKeysRotate(t *testing.T) {
 	s, _ := testopSite(t, p, siteOptions{extra: "session_keys " + oldKey})
 	b := newBrowser(t)
 	b.signIn(s, "/")
-	portN := portOf(s)
-	testopSite(t, p, siteOptions{port: portN, extra: "session_keys " + newKey + " " + oldKey})
-	if resp, _ := b.fetch(s.url + "/api"); resp.StatusCode != http.StatusOK {
+	// The browser's cookies for 127.0.0.1 reach the reconfigured site on
+	// its new port (cookies are per host, not per port).
+	rotated, _ := testopSite(t, p, siteOptions{extra: "session_keys " + newKey + " " + oldKey})
+	if resp, _ := b.fetch(rotated.url + "/api"); resp.StatusCode != http.StatusOK {
 		t.Fatalf("old-key session after rotation: %d, want 200", resp.StatusCode)
 	}
-	testopSite(t, p, siteOptions{port: portN, extra: "session_keys " + newKey})
-	if resp, _ := b.fetch(s.url + "/api"); resp.StatusCode != http.StatusUnauthorized {
+	dropped, _ := testopSite(t, p, siteOptions{extra: "session_keys " + newKey})
+	if resp, _ := b.fetch(dropped.url + "/api"); resp.StatusCode != http.StatusUnauthorized {
 		t.Fatalf("old-key session after the old key was dropped: %d, want 401", resp.StatusCode)
 	}
 }
@@ -322,7 +323,7 @@ func TestLargeSessionIsSplitAcrossCookies(t *testing.T) {
 		t.Fatal(err)
 	}
 	small := newProvider(t, testop.Config{})
-	s2, _ := testopSite(t, small, siteOptions{port: portOf(s), storage: s.storage})
+	s2, _ := testopSite(t, small, siteOptions{storage: s.storage})
 	b.signIn(s2, "/again-small")
 	n = 0
 	for _, c := range b.cookies(s) {
