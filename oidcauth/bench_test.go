@@ -33,7 +33,11 @@ func BenchmarkAuthenticatedRequest(b *testing.B) {
 	b.Run("oidc_auth", func(b *testing.B) {
 		b.ReportAllocs()
 		for b.Loop() {
+			next.r = nil
 			_ = h.ServeHTTP(w, caddyRequest(base), next)
+		}
+		if next.r == nil {
+			b.Fatal("the last request was not authenticated")
 		}
 	})
 }

@@ -95,9 +95,11 @@ func signedInRequest(tb testing.TB, h *Handler, s *Session) *http.Request {
 }
 
 // caddyRequest gives r what Caddy's server gives every request before the
-// handlers run: a replacer with the HTTP placeholders registered, and a
-// vars map holding the client IP and trusted-proxy flag.
+// handlers run: headers of its own (as parsed from the wire), a replacer
+// with the HTTP placeholders registered, and a vars map holding the client
+// IP and trusted-proxy flag.
 func caddyRequest(r *http.Request) *http.Request {
+	r = r.Clone(r.Context())
 	repl := caddy.NewReplacer()
 	repl.Map(func(key string) (any, bool) { return nil, false }) // http.request.*
 	ctx := context.WithValue(r.Context(), caddy.ReplacerCtxKey, repl)
