@@ -54,7 +54,6 @@ func FreshSession(w http.ResponseWriter, r *http.Request, minValidity time.Durat
 		return nil, ErrNoSession
 	}
 	s := st.session
-	r = st.storeRequest(r)
 	h := s.owner
 	now := h.now()
 	if s.accessToken != "" && (s.tokenExpiry.IsZero() || s.tokenExpiry.Sub(now) > minValidity) {
@@ -66,6 +65,7 @@ func FreshSession(w http.ResponseWriter, r *http.Request, minValidity time.Durat
 		}
 		return nil, ErrNoAccessToken
 	}
+	r = st.storeRequest(r) // saving or deleting the session needs its cookies
 	ns, err := h.refreshes.refresh(r.Context(), h, s)
 	if errors.Is(err, sessionstore.ErrUnavailable) {
 		h.logger.Error("session store unavailable while refreshing", zap.Error(err))
