@@ -99,7 +99,12 @@ func signedInRequest(tb testing.TB, h *Handler, s *Session) *http.Request {
 // with the HTTP placeholders registered, and a vars map holding the client
 // IP and trusted-proxy flag.
 func caddyRequest(r *http.Request) *http.Request {
-	r = r.Clone(r.Context())
+	return withCaddyContext(r.Clone(r.Context()))
+}
+
+// withCaddyContext is caddyRequest for benchmarks: it shares r's headers,
+// which the caller restores between iterations instead of copying them.
+func withCaddyContext(r *http.Request) *http.Request {
 	repl := caddy.NewReplacer()
 	repl.Map(func(key string) (any, bool) { return nil, false }) // http.request.*
 	ctx := context.WithValue(r.Context(), caddy.ReplacerCtxKey, repl)
