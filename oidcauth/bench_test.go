@@ -4,6 +4,8 @@ import (
 	"net/http/httptest"
 	"testing"
 	"time"
+
+	"github.com/oidcgate/caddy-oidc/internal/caddyreq"
 )
 
 // BenchmarkAuthenticatedRequest measures oidc_auth's cost for a signed-in
@@ -29,7 +31,7 @@ func BenchmarkAuthenticatedRequest(b *testing.B) {
 		b.ReportAllocs()
 		for b.Loop() {
 			base.Header["Cookie"] = cookies
-			_ = next.ServeHTTP(w, withCaddyContext(base))
+			_ = next.ServeHTTP(w, caddyreq.WithContext(base))
 		}
 	})
 	b.Run("oidc_auth", func(b *testing.B) {
@@ -37,7 +39,7 @@ func BenchmarkAuthenticatedRequest(b *testing.B) {
 		for b.Loop() {
 			next.r = nil
 			base.Header["Cookie"] = cookies
-			_ = h.ServeHTTP(w, withCaddyContext(base), next)
+			_ = h.ServeHTTP(w, caddyreq.WithContext(base), next)
 		}
 		if next.r == nil {
 			b.Fatal("the last request was not authenticated")
@@ -62,6 +64,6 @@ func BenchmarkAuthenticatedRequestUncached(b *testing.B) {
 		clear(cache.entries)
 		cache.mu.Unlock()
 		base.Header["Cookie"] = cookies
-		_ = h.ServeHTTP(w, withCaddyContext(base), next)
+		_ = h.ServeHTTP(w, caddyreq.WithContext(base), next)
 	}
 }

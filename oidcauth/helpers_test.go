@@ -11,10 +11,10 @@ import (
 	"time"
 
 	"github.com/caddyserver/caddy/v2"
-	"github.com/caddyserver/caddy/v2/modules/caddyhttp"
 
 	"go.uber.org/zap"
 
+	"github.com/oidcgate/caddy-oidc/internal/caddyreq"
 	"github.com/oidcgate/caddy-oidc/internal/testop"
 )
 
@@ -99,20 +99,7 @@ func signedInRequest(tb testing.TB, h *Handler, s *Session) *http.Request {
 // with the HTTP placeholders registered, and a vars map holding the client
 // IP and trusted-proxy flag.
 func caddyRequest(r *http.Request) *http.Request {
-	return withCaddyContext(r.Clone(r.Context()))
-}
-
-// withCaddyContext is caddyRequest for benchmarks: it shares r's headers,
-// which the caller restores between iterations instead of copying them.
-func withCaddyContext(r *http.Request) *http.Request {
-	repl := caddy.NewReplacer()
-	repl.Map(func(key string) (any, bool) { return nil, false }) // http.request.*
-	ctx := context.WithValue(r.Context(), caddy.ReplacerCtxKey, repl)
-	ctx = context.WithValue(ctx, caddyhttp.VarsCtxKey, map[string]any{
-		caddyhttp.TrustedProxyVarKey: false,
-		caddyhttp.ClientIPVarKey:     "127.0.0.1",
-	})
-	return r.WithContext(ctx)
+	return caddyreq.WithContext(r.Clone(r.Context()))
 }
 
 // recordingNext is a next handler that remembers the request it was given.

@@ -14,6 +14,7 @@ import (
 	"github.com/caddyserver/caddy/v2"
 	"github.com/caddyserver/caddy/v2/modules/caddyhttp"
 
+	"github.com/oidcgate/caddy-oidc/internal/caddyreq"
 	"github.com/oidcgate/caddy-oidc/internal/testop"
 	"github.com/oidcgate/caddy-oidc/oidcauth"
 )
@@ -152,7 +153,7 @@ func BenchmarkInjectHeaders(b *testing.B) {
 	inject := caddyhttp.HandlerFunc(func(w http.ResponseWriter, r *http.Request) error {
 		return c.inject.ServeHTTP(w, r, c.next)
 	})
-	_ = c.auth.ServeHTTP(w, fresh(base.Clone(base.Context())), inject)
+	_ = c.auth.ServeHTTP(w, caddyreq.WithContext(base.Clone(base.Context())), inject)
 	if got != "Bearer "+c.token {
 		b.Fatalf("Authorization = %.30q, want the token", got)
 	}
@@ -166,27 +167,13 @@ func BenchmarkInjectHeaders(b *testing.B) {
 			for b.Loop() {
 				got = ""
 				base.Header["Cookie"] = cookies
-				_ = c.auth.ServeHTTP(w, fresh(base), bc.next)
+				_ = c.auth.ServeHTTP(w, caddyreq.WithContext(base), bc.next)
 			}
 			if bc.name != "oidc_auth" && got != "Bearer "+c.token {
 				b.Fatalf("the last request was not substituted: %.30q", got)
 			}
 		})
 	}
-}
-
-// fresh gives r a new replacer (with the HTTP placeholders registered) and
-// vars (with the client IP and trusted-proxy flag), as Caddy does for each
-// request.
-func fresh(r *http.Request) *http.Request {
-	repl := caddy.NewReplacer()
-	repl.Map(func(key string) (any, bool) { return nil, false }) // http.request.*
-	ctx := context.WithValue(r.Context(), caddy.ReplacerCtxKey, repl)
-	ctx = context.WithValue(ctx, caddyhttp.VarsCtxKey, map[string]any{
-		caddyhttp.TrustedProxyVarKey: false,
-		caddyhttp.ClientIPVarKey:     "127.0.0.1",
-	})
-	return r.WithContext(ctx)
 }
 
 // jsonBody builds a JSON document of about size bytes with n placeholders
