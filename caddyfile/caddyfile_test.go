@@ -90,6 +90,15 @@ auth_param prompt }`, "auth_param takes a name and a value, got 1"},
 client_id x
 auth_param prompt login
 auth_param prompt none }`, `auth_param "prompt" given twice`},
+		{`oidc_auth { issuer https://op
+client_id x
+session_store redis {
+local_cache_ttl sometimes } }`, `local_cache_ttl: want a positive duration or off, got "sometimes"`},
+		{`oidc_auth { issuer https://op
+client_id x
+session_store redis {
+local_cache_ttl 1s
+local_cache_ttl off } }`, `local_cache_ttl given twice`},
 		{`token_inject x`, `token_inject: unexpected argument "x"`},
 		{`token_inject { in header cookie }`, `token_inject: in: "cookie" is not header, query or body`},
 		{`token_inject { body_max_size lots }`, `token_inject: body_max_size: bad size "lots"`},

@@ -41,6 +41,7 @@ import (
 //			db          <n>
 //			tls         [<server_name>]
 //			key_prefix  <prefix>              # default: caddy-oidc:
+//			local_cache_ttl <duration>|off    # default: 2s
 //		}
 //	}
 //
@@ -240,6 +241,23 @@ func parseSessionStore(h httpcaddyfile.Helper) (*oidcauth.SessionStoreConfig, er
 			if err := oneArg(h.Dispenser, "oidc_auth", &rc.KeyPrefix); err != nil {
 				return nil, err
 			}
+		case "local_cache_ttl":
+			var v string
+			if rc.LocalCacheTTL != 0 {
+				return nil, h.Errf("oidc_auth: local_cache_ttl given twice")
+			}
+			if err := oneArg(h.Dispenser, "oidc_auth", &v); err != nil {
+				return nil, err
+			}
+			if v == "off" {
+				rc.LocalCacheTTL = -1
+				break
+			}
+			d, err := caddy.ParseDuration(v)
+			if err != nil || d <= 0 {
+				return nil, h.Errf("oidc_auth: local_cache_ttl: want a positive duration or off, got %q", v)
+			}
+			rc.LocalCacheTTL = caddy.Duration(d)
 		default:
 			return nil, h.Errf("oidc_auth: unknown session_store option %q", sub)
 		}

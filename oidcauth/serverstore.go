@@ -52,12 +52,18 @@ func (ss *serverStore) Load(r *http.Request) (*Session, error) {
 	if !ok || len(id) != sessionIDLength {
 		return nil, nil
 	}
-	return ss.load(r.Context(), id)
+	return ss.load(r.Context(), id, false)
 }
 
-// load returns the session stored under id, or nil if there is none.
-func (ss *serverStore) load(ctx context.Context, id string) (*Session, error) {
-	rec, err := ss.backend.Get(ctx, id)
+// load returns the session stored under id, or nil if there is none. With
+// fresh, it is read from the backing store itself, bypassing the store's
+// local cache.
+func (ss *serverStore) load(ctx context.Context, id string, fresh bool) (*Session, error) {
+	get := ss.backend.Get
+	if fresh {
+		get = ss.backend.Reload
+	}
+	rec, err := get(ctx, id)
 	if errors.Is(err, sessionstore.ErrNotFound) {
 		return nil, nil
 	}
@@ -163,7 +169,9 @@ func (ss *serverStore) refresh(ctx context.Context, s *Session, refresh func(con
 		if err != nil {
 			return nil, err
 		}
-		cur, err := ss.load(ctx, s.id)
+		// Read past the local cache: a stale record here would spend the
+		// refresh token a second time.
+		cur, err := ss.load(ctx, s.id, true)
 		if err != nil {
 			if ok {
 				release()

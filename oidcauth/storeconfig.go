@@ -64,6 +64,17 @@ type RedisConfig struct {
 
 	// KeyPrefix begins every key this module writes. Default: `caddy-oidc:`.
 	KeyPrefix string `json:"key_prefix,omitempty"`
+
+	// LocalCacheTTL is how long this instance may serve a session (or a
+	// back-channel logout revocation entry) it read from Redis from its own
+	// memory instead of asking Redis again. Every change is announced to
+	// all instances on the Redis channel `<key_prefix>invalidate`, so a
+	// logout or refresh at one instance reaches the others within
+	// milliseconds; the cache is used only while that subscription is up,
+	// so a Redis outage is noticed at once. The TTL bounds staleness should
+	// an announcement be lost. A negative value (`off` in the Caddyfile)
+	// turns the cache off: every request then reads Redis. Default: `2s`.
+	LocalCacheTTL caddy.Duration `json:"local_cache_ttl,omitempty"`
 }
 
 const defaultMemoryEntries = 100000
@@ -146,5 +157,6 @@ func (rc *RedisConfig) options(repl *caddy.Replacer) (sessionstore.RedisOptions,
 		opts.TLS = &tls.Config{MinVersion: tls.VersionTLS12, ServerName: name}
 	}
 	opts.DialTimeout = 2 * time.Second
+	opts.LocalCacheTTL = time.Duration(rc.LocalCacheTTL)
 	return opts, nil
 }

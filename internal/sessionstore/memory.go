@@ -89,6 +89,9 @@ func (m *Memory) Get(_ context.Context, id string) (Record, error) {
 	return Record{Data: e.data}, nil
 }
 
+// Reload implements Store; a Memory has no cache in front of it.
+func (m *Memory) Reload(ctx context.Context, id string) (Record, error) { return m.Get(ctx, id) }
+
 // Put implements Store.
 func (m *Memory) Put(_ context.Context, id string, rec Record) error {
 	if id == "" {

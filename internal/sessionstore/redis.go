@@ -5,6 +5,8 @@ import (
 	"crypto/rand"
 	"crypto/tls"
 	"errors"
+	"fmt"
+	"strconv"
 	"sync"
 	"time"
 
@@ -31,6 +33,10 @@ type RedisOptions struct {
 	// when Redis is down, requests must fail fast with a 503 rather than
 	// hang.
 	DialTimeout, ReadTimeout, WriteTimeout time.Duration
+	// LocalCacheTTL is how long a value read from Redis may be served from
+	// this process's memory (see localCache); zero means
+	// DefaultLocalCacheTTL, a negative value turns the cache off.
+	LocalCacheTTL time.Duration
 }
 
 // Redis is a Store in Redis, shared by every Caddy instance using it.
@@ -45,10 +51,16 @@ type RedisOptions struct {
 //	<prefix>lock:<key>        a lease's random token, PX lease
 //	<prefix>rev:sub:<subject> revocation time in unix ms, PX to until
 //	<prefix>rev:sid:<sid>     likewise
+//
+// Every change to a record or a revocation is announced on the channel
+// <prefix>invalidate, for the instances' local caches.
 type Redis struct {
 	c         redis.UniversalClient
 	prefix    string
 	opTimeout time.Duration
+	cache     *localCache // nil when off
+	stop      context.CancelFunc
+	done      chan struct{}
 }
 
 // NewRedis returns a store using the Redis described by opts. It does not
@@ -81,11 +93,21 @@ func NewRedis(opts RedisOptions) (*Redis, error) {
 		DialerRetries:         1,
 		ContextTimeoutEnabled: true,
 	})
-	return &Redis{
+	r := &Redis{
 		c:         c,
 		prefix:    opts.KeyPrefix,
 		opTimeout: opts.DialTimeout + opts.ReadTimeout,
-	}, nil
+	}
+	if opts.LocalCacheTTL >= 0 {
+		r.cache = newLocalCache(orDefault(opts.LocalCacheTTL, DefaultLocalCacheTTL))
+		ctx, stop := context.WithCancel(context.Background())
+		r.stop, r.done = stop, make(chan struct{})
+		go func() {
+			defer close(r.done)
+			r.watchInvalidations(ctx)
+		}()
+	}
+	return r, nil
 }
 
 func orDefault(d, def time.Duration) time.Duration {
@@ -136,8 +158,28 @@ func (r *Redis) op(ctx context.Context) (context.Context, context.CancelFunc) {
 	return context.WithTimeout(ctx, r.opTimeout)
 }
 
-// Get implements Store: one GET, on every request's path.
+// Get implements Store. It is on every request's path: a record read
+// recently is served from the local cache, otherwise it costs one round
+// trip.
 func (r *Redis) Get(ctx context.Context, id string) (Record, error) {
+	key := r.recordKey(id)
+	if r.cache != nil {
+		if b, found, ok := r.cache.get(key); ok && found {
+			return Record{Data: b}, nil
+		}
+	}
+	b, found, err := r.cachedGet(ctx, key)
+	switch {
+	case err != nil:
+		return Record{}, unavailable(err)
+	case !found[0]:
+		return Record{}, ErrNotFound
+	}
+	return Record{Data: b[0]}, nil
+}
+
+// Reload implements Store: one GET, never from the local cache.
+func (r *Redis) Reload(ctx context.Context, id string) (Record, error) {
 	b, err := r.c.Get(ctx, r.recordKey(id)).Bytes()
 	switch {
 	case errors.Is(err, redis.Nil):
@@ -178,6 +220,15 @@ func (r *Redis) Put(ctx context.Context, id string, rec Record) error {
 	if err := r.c.Set(ctx, r.recordKey(id), rec.Data, ttl).Err(); err != nil {
 		return unavailable(err)
 	}
+	return r.announced(ctx, r.recordKey(id))
+}
+
+// announced announces keys after a completed write, as an error the
+// caller can return.
+func (r *Redis) announced(ctx context.Context, keys ...string) error {
+	if err := r.announce(ctx, keys...); err != nil {
+		return unavailable(err)
+	}
 	return nil
 }
 
@@ -193,7 +244,7 @@ func (r *Redis) del(ctx context.Context, key string) error {
 	if err := r.c.Del(ctx, key).Err(); err != nil {
 		return unavailable(err)
 	}
-	return nil
+	return r.announced(ctx, key)
 }
 
 // DeleteMatching implements Store. It removes from the index sets exactly
@@ -247,10 +298,14 @@ func (r *Redis) DeleteMatching(ctx context.Context, subject, sid string) (int, e
 		return 0, unavailable(err)
 	}
 	n := 0
-	for _, d := range dels {
-		n += int(d.Val())
+	keys := make([]string, 0, len(ids))
+	for i, d := range dels {
+		if d.Val() > 0 {
+			n++
+			keys = append(keys, r.recordKey(ids[i]))
+		}
 	}
-	return n, nil
+	return n, r.announced(ctx, keys...)
 }
 
 // TryLock implements Store across every instance sharing the Redis.
@@ -294,7 +349,7 @@ func (r *Redis) Revoke(ctx context.Context, subject, sid string, at, until time.
 	if err := revokeScript.Run(ctx, r.c, []string{r.revocationKey(key)}, at.UnixMilli(), ttl).Err(); err != nil {
 		return unavailable(err)
 	}
-	return nil
+	return r.announced(ctx, r.revocationKey(key))
 }
 
 // Revoked implements Store.
@@ -311,23 +366,17 @@ func (r *Redis) Revoked(ctx context.Context, subject, sid string, issuedAt time.
 	}
 	ctx, cancel := r.op(ctx)
 	defer cancel()
-	cmds := make([]*redis.StringCmd, len(keys))
-	_, err := r.c.Pipelined(ctx, func(p redis.Pipeliner) error {
-		for i, k := range keys {
-			cmds[i] = p.Get(ctx, k)
-		}
-		return nil
-	})
-	if err != nil && !errors.Is(err, redis.Nil) {
+	vals, found, err := r.cachedGet(ctx, keys...)
+	if err != nil {
 		return false, unavailable(err)
 	}
-	for _, c := range cmds {
-		if errors.Is(c.Err(), redis.Nil) {
+	for i, v := range vals {
+		if !found[i] {
 			continue
 		}
-		at, err := c.Int64() // c's own error, e.g. its node is down
+		at, err := strconv.ParseInt(string(v), 10, 64)
 		if err != nil {
-			return false, unavailable(err)
+			return false, fmt.Errorf("sessionstore: revocation %q: %w", keys[i], err)
 		}
 		if revokedAt(at, issuedAt) {
 			return true, nil
@@ -337,7 +386,13 @@ func (r *Redis) Revoked(ctx context.Context, subject, sid string, issuedAt time.
 }
 
 // Close implements Store.
-func (r *Redis) Close() error { return r.c.Close() }
+func (r *Redis) Close() error {
+	if r.stop != nil {
+		r.stop()
+		<-r.done
+	}
+	return r.c.Close()
+}
 
 func filter(ids []string, keep func(string) bool) []string {
 	out := ids[:0]

@@ -42,6 +42,10 @@ type Store interface {
 	// the caller needs), and Data may be shared with the store, so callers
 	// must not modify it.
 	Get(ctx context.Context, id string) (Record, error)
+	// Reload is Get bypassing any cache in this process, for decisions a
+	// stale record would make wrong (whether another instance refreshed
+	// the tokens already). Stores without such a cache read as Get does.
+	Reload(ctx context.Context, id string) (Record, error)
 	// Put creates or replaces the record id. A record that is already
 	// expired is deleted instead. Session IDs must be fresh random values
 	// per sign-in: Redis cannot drop a replaced record's old index entries.

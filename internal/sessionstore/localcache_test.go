@@ -1,0 +1,201 @@
+package sessionstore
+
+import (
+	"context"
+	"errors"
+	"testing"
+	"time"
+
+	"github.com/redis/go-redis/v9"
+
+	"github.com/oidcgate/caddy-oidc/internal/redistest"
+)
+
+// cachedRedis is a Redis store with its local cache on, once the cache's
+// subscription is confirmed (before that, every read goes to Redis, and a
+// test of the cache would prove nothing).
+func cachedRedis(t *testing.T, addrs []string, ttl time.Duration) *Redis {
+	t.Helper()
+	r, err := NewRedis(RedisOptions{Addrs: addrs, KeyPrefix: "lc:", LocalCacheTTL: ttl})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { r.Close() })
+	waitLive(t, r)
+	return r
+}
+
+func waitLive(t *testing.T, r *Redis) {
+	t.Helper()
+	select {
+	case <-r.cache.whenLive():
+	case <-time.After(10 * time.Second):
+		t.Fatal("the invalidation subscription was not confirmed")
+	}
+}
+
+// eventually polls cond for up to a second: announcements reach other
+// instances asynchronously, within milliseconds.
+func eventually(t *testing.T, what string, cond func() bool) {
+	t.Helper()
+	for deadline := time.Now().Add(time.Second); !cond(); time.Sleep(5 * time.Millisecond) {
+		if time.Now().After(deadline) {
+			t.Fatalf("%s: not within a second", what)
+		}
+	}
+}
+
+// TestRedisLocalCacheServesRepeatedReadsFromMemory: a record read once is
+// served again without Redis, up to the TTL, after which Redis is read
+// again. Changing the key behind the store's back (no announcement) shows
+// where a read came from.
+func TestRedisLocalCacheServesRepeatedReadsFromMemory(t *testing.T) {
+	srv := redistest.Start(t)
+	r := cachedRedis(t, []string{srv.Addr()}, 300*time.Millisecond)
+	ctx := context.Background()
+	if err := r.Put(ctx, "a", rec("v1", "u", "", time.Now().Add(time.Hour))); err != nil {
+		t.Fatal(err)
+	}
+	mustGet(t, r, "a")
+	raw := redis.NewClient(&redis.Options{Addr: srv.Addr()})
+	defer raw.Close()
+	if err := raw.Set(ctx, "lc:s:{a}", "v2", time.Hour).Err(); err != nil {
+		t.Fatal(err)
+	}
+	if got := mustGet(t, r, "a"); string(got.Data) != "v1" {
+		t.Fatalf("second read = %q, want the cached v1", got.Data)
+	}
+	if got, _ := r.Reload(ctx, "a"); string(got.Data) != "v2" {
+		t.Fatalf("Reload = %q, want v2 from Redis", got.Data)
+	}
+	time.Sleep(350 * time.Millisecond)
+	if got := mustGet(t, r, "a"); string(got.Data) != "v2" {
+		t.Fatalf("read after the TTL = %q, want v2", got.Data)
+	}
+}
+
+// TestRedisLocalCacheSeesChangesAtOtherInstances: a record or revocation
+// cached at instance A is dropped when instance B replaces it, deletes it,
+// deletes it by subject, or revokes: long before the (here one-minute)
+// TTL. Standalone and Cluster (where PUBLISH reaches every node).
+func TestRedisLocalCacheSeesChangesAtOtherInstances(t *testing.T) {
+	for _, mode := range []string{"standalone", "cluster"} {
+		t.Run(mode, func(t *testing.T) {
+			var addrs []string
+			if mode == "cluster" {
+				addr := startCluster(t).Addr()
+				addrs = []string{addr, addr}
+			} else {
+				addrs = []string{redistest.Start(t).Addr()}
+			}
+			a := cachedRedis(t, addrs, time.Minute)
+			b := cachedRedis(t, addrs, time.Minute)
+			ctx := context.Background()
+			exp := time.Now().Add(time.Hour)
+			for _, id := range []string{"x", "y"} {
+				if err := b.Put(ctx, id, rec("v1", "user", "sid-"+id, exp)); err != nil {
+					t.Fatal(err)
+				}
+				mustGet(t, a, id)
+			}
+
+			if err := b.Put(ctx, "x", rec("v2", "user", "sid-x", exp)); err != nil {
+				t.Fatal(err)
+			}
+			eventually(t, "a replaced record", func() bool { return string(mustGet(t, a, "x").Data) == "v2" })
+
+			if err := b.Delete(ctx, "x"); err != nil {
+				t.Fatal(err)
+			}
+			eventually(t, "a deleted record", func() bool {
+				_, err := a.Get(ctx, "x")
+				return errors.Is(err, ErrNotFound)
+			})
+
+			if _, err := b.DeleteMatching(ctx, "user", ""); err != nil {
+				t.Fatal(err)
+			}
+			eventually(t, "a record deleted by subject", func() bool {
+				_, err := a.Get(ctx, "y")
+				return errors.Is(err, ErrNotFound)
+			})
+
+			issued := time.Now().Add(-time.Minute)
+			if revoked, err := a.Revoked(ctx, "user", "", issued); err != nil || revoked {
+				t.Fatalf("Revoked before any revocation = %v, %v", revoked, err)
+			}
+			if err := b.Revoke(ctx, "user", "", time.Now(), exp); err != nil {
+				t.Fatal(err)
+			}
+			eventually(t, "a revocation", func() bool {
+				revoked, err := a.Revoked(ctx, "user", "", issued)
+				return err == nil && revoked
+			})
+		})
+	}
+}
+
+// TestRedisLocalCacheFollowsKeyExpiry: a cached record is not served past
+// its expiry in Redis, however long the cache TTL.
+func TestRedisLocalCacheFollowsKeyExpiry(t *testing.T) {
+	r := cachedRedis(t, []string{redistest.Start(t).Addr()}, time.Minute)
+	if err := r.Put(context.Background(), "a", rec("v", "", "", time.Now().Add(300*time.Millisecond))); err != nil {
+		t.Fatal(err)
+	}
+	mustGet(t, r, "a")
+	time.Sleep(350 * time.Millisecond)
+	mustNotFind(t, r, "a")
+}
+
+// TestRedisLocalCacheIsOffWhileRedisIsDown: when Redis goes away, cached
+// records stop being served at once (requests get ErrUnavailable, so users
+// see a 503 rather than a session Redis may have ended), and the cache
+// comes back with Redis.
+func TestRedisLocalCacheIsOffWhileRedisIsDown(t *testing.T) {
+	srv := redistest.Start(t)
+	r := cachedRedis(t, []string{srv.Addr()}, time.Minute)
+	ctx := context.Background()
+	if err := r.Put(ctx, "a", rec("v", "", "", time.Now().Add(time.Hour))); err != nil {
+		t.Fatal(err)
+	}
+	raw := redis.NewClient(&redis.Options{Addr: srv.Addr()})
+	if err := raw.Save(ctx).Err(); err != nil {
+		t.Fatal(err)
+	}
+	raw.Close()
+	mustGet(t, r, "a")
+	srv.Stop()
+	eventually(t, "the cache turned off", func() bool { return !r.cache.isLive() })
+	if _, err := r.Get(ctx, "a"); !errors.Is(err, ErrUnavailable) {
+		t.Fatalf("Get with Redis down = %v, want ErrUnavailable", err)
+	}
+	srv.Restart()
+	waitLive(t, r)
+	mustGet(t, r, "a")
+}
+
+// TestLocalCacheDropsReadsOverlappingAnInvalidation: a value read from
+// Redis while an invalidation of its key was processed may predate the
+// change, so it is not kept; reads of other slots are kept.
+func TestLocalCacheDropsReadsOverlappingAnInvalidation(t *testing.T) {
+	c := newLocalCache(time.Minute)
+	c.setLive(true)
+	t1 := c.ticket("k")
+	c.invalidate("k")
+	c.fill("k", t1, []byte("old"), true, -1)
+	if _, _, ok := c.get("k"); ok {
+		t.Fatal("a read that overlapped an invalidation was kept")
+	}
+	t2 := c.ticket("k")
+	c.fill("k", t2, []byte("new"), true, -1)
+	if v, _, ok := c.get("k"); !ok || string(v) != "new" {
+		t.Fatalf("get = %q, %v", v, ok)
+	}
+	t3 := c.ticket("k")
+	c.setLive(false)
+	c.setLive(true)
+	c.fill("k", t3, []byte("x"), true, -1)
+	if _, _, ok := c.get("k"); ok {
+		t.Fatal("a read that overlapped a lost subscription was kept")
+	}
+}
