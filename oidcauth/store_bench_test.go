@@ -4,27 +4,38 @@ import (
 	"net/http/httptest"
 	"runtime"
 	"slices"
+	"strings"
 	"testing"
 	"time"
 
 	"github.com/oidcgate/caddy-oidc/internal/redistest"
+	"github.com/oidcgate/caddy-oidc/internal/sessionstore"
 )
 
 // BenchmarkSessionLoad measures finding a signed-in request's session in
 // each store: for cookie the cookies are parsed and looked up in the
 // decoded-session cache; for memory and redis the session ID is looked up
 // in the store and its sealed record compared with the decoded one. The
-// redis case runs against a real redis-server on loopback and reports its
+// redis cases run against a real redis-server on loopback: redis with the
+// local cache (the default; the record comes from memory), redis-uncached
+// with local_cache_ttl off (one round trip per load). Each reports its
 // median latency as p50-ns.
 func BenchmarkSessionLoad(b *testing.B) {
-	for _, store := range []string{"cookie", "memory", "redis"} {
+	for _, store := range []string{"cookie", "memory", "redis", "redis-uncached"} {
 		b.Run(store, func(b *testing.B) {
 			cfg := &SessionStoreConfig{Type: store}
-			if store == "redis" {
+			if strings.HasPrefix(store, "redis") {
 				rs := redistest.Start(b)
+				cfg.Type = "redis"
 				cfg.Redis = &RedisConfig{Addresses: []string{rs.Addr()}}
+				if store == "redis-uncached" {
+					cfg.Redis.LocalCacheTTL = -1
+				}
 			}
 			h := newTestHandler(b, &Handler{SessionStore: cfg})
+			if rs, ok := h.backend.(*sessionstore.Redis); ok && rs.CacheLive() != nil {
+				<-rs.CacheLive()
+			}
 			r := signedInRequest(b, h, testSession(time.Now(), 700, 1200))
 			if s, err := h.store.Load(r); s == nil || err != nil {
 				b.Fatalf("no session: %v", err)

@@ -230,6 +230,15 @@ func (r *Redis) watchInvalidations(ctx context.Context) {
 	}
 }
 
+// CacheLive returns a channel closed once the local cache is in use (its
+// subscription confirmed), or nil if the cache is off.
+func (r *Redis) CacheLive() <-chan struct{} {
+	if r.cache == nil {
+		return nil
+	}
+	return r.cache.whenLive()
+}
+
 func (r *Redis) invalidationChannel() string { return r.prefix + "invalidate" }
 
 // cachedGet reads keys through the local cache, the missing ones in one

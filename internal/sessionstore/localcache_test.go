@@ -28,7 +28,7 @@ func cachedRedis(t *testing.T, addrs []string, ttl time.Duration) *Redis {
 func waitLive(t *testing.T, r *Redis) {
 	t.Helper()
 	select {
-	case <-r.cache.whenLive():
+	case <-r.CacheLive():
 	case <-time.After(10 * time.Second):
 		t.Fatal("the invalidation subscription was not confirmed")
 	}

@@ -163,10 +163,11 @@ func (r *Redis) op(ctx context.Context) (context.Context, context.CancelFunc) {
 // trip.
 func (r *Redis) Get(ctx context.Context, id string) (Record, error) {
 	key := r.recordKey(id)
-	if r.cache != nil {
-		if b, found, ok := r.cache.get(key); ok && found {
-			return Record{Data: b}, nil
-		}
+	if r.cache == nil {
+		return r.get(ctx, key)
+	}
+	if b, found, ok := r.cache.get(key); ok && found {
+		return Record{Data: b}, nil
 	}
 	b, found, err := r.cachedGet(ctx, key)
 	switch {
@@ -180,7 +181,11 @@ func (r *Redis) Get(ctx context.Context, id string) (Record, error) {
 
 // Reload implements Store: one GET, never from the local cache.
 func (r *Redis) Reload(ctx context.Context, id string) (Record, error) {
-	b, err := r.c.Get(ctx, r.recordKey(id)).Bytes()
+	return r.get(ctx, r.recordKey(id))
+}
+
+func (r *Redis) get(ctx context.Context, key string) (Record, error) {
+	b, err := r.c.Get(ctx, key).Bytes()
 	switch {
 	case errors.Is(err, redis.Nil):
 		return Record{}, ErrNotFound
