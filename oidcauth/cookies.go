@@ -15,6 +15,14 @@ type cookieSettings struct {
 	// forceSecure marks cookies Secure even on plain-HTTP requests, for a
 	// Caddy that sits behind a TLS-terminating proxy (redirect_url is https).
 	forceSecure bool
+	// hostName and secureName are name with its prefixes, built once
+	// rather than on every request.
+	hostName, secureName string
+}
+
+func newCookieSettings(name, domain, path string, forceSecure bool) cookieSettings {
+	return cookieSettings{name: name, domain: domain, path: path, forceSecure: forceSecure,
+		hostName: "__Host-" + name, secureName: "__Secure-" + name}
 }
 
 // secure reports whether cookies for r get the Secure attribute.
@@ -29,8 +37,13 @@ func (c cookieSettings) fullName(r *http.Request, base string) string {
 	if !c.secure(r) {
 		return base
 	}
-	if c.domain == "" && c.path == "/" {
+	switch {
+	case c.domain == "" && c.path == "/" && base == c.name:
+		return c.hostName
+	case c.domain == "" && c.path == "/":
 		return "__Host-" + base
+	case base == c.name:
+		return c.secureName
 	}
 	return "__Secure-" + base
 }
@@ -125,51 +138,96 @@ func isChunkName(name, base string) bool {
 	return true
 }
 
-// stripOwnCookies removes oidc_auth's cookies (session, its chunks and
-// login state) from the request passed on: the upstream has no use for the
-// sealed session and should not be able to replay it, and a session cookie
-// of several kilobytes would be sent upstream on every request. It returns
-// the Cookie lines as the client sent them, or nil if nothing was removed.
-func (h *Handler) stripOwnCookies(r *http.Request) []string {
-	lines := r.Header["Cookie"]
-	changed := false
-	var kept []string
-	for _, line := range lines {
-		if !strings.Contains(line, h.CookieName) {
-			kept = append(kept, line)
-			continue
-		}
-		var b strings.Builder
-		for rest := line; rest != ""; {
+// requestCookies is what oidc_auth needs from a request's Cookie header,
+// found in one pass: the session cookie's chunks, and the cookies that are
+// not oidc_auth's. A sealed session runs to several kilobytes, and finding
+// its chunks and removing them from the request in one scan instead of
+// one per lookup is a good part of what a signed-in request costs.
+type requestCookies struct {
+	lines   []string      // the Cookie lines as the client sent them
+	session sessionCookie // the session cookie's chunks
+	own     bool          // any of oidc_auth's cookies is present
+	foreign []string      // the other cookies, "name=value"
+}
+
+// sessionCookie is the session cookie's value, chunk by chunk. Stores get
+// it by value: through the SessionStore interface, a pointer would make
+// every request's cookie scan escape to the heap.
+type sessionCookie struct {
+	chunks [maxCookieChunks]string // chunk i's value
+	found  uint32                  // bit i: chunk i is present
+}
+
+// scanCookies reads r's Cookie header into rc; name is the session
+// cookie's full name (see cookieSettings.fullName).
+func (h *Handler) scanCookies(r *http.Request, name string, rc *requestCookies) {
+	rc.lines = r.Header["Cookie"]
+	for _, line := range rc.lines {
+		for len(line) > 0 {
 			var part string
-			part, rest, _ = strings.Cut(rest, ";")
+			part, line, _ = strings.Cut(line, ";")
 			part = strings.TrimSpace(part)
-			name, _, _ := strings.Cut(part, "=")
-			if h.isOwnCookie(name) {
-				changed = true
-				continue
-			}
 			if part == "" {
 				continue
 			}
-			if b.Len() > 0 {
-				b.WriteString("; ")
+			k, v, _ := strings.Cut(part, "=")
+			if !h.isOwnCookie(k) {
+				rc.foreign = append(rc.foreign, part)
+				continue
 			}
-			b.WriteString(part)
-		}
-		if b.Len() > 0 {
-			kept = append(kept, b.String())
+			rc.own = true
+			i, ok := chunkIndex(k, name)
+			if !ok || rc.session.found&(1<<i) != 0 {
+				continue // a login-state cookie, or a repeated name: the first wins
+			}
+			if len(v) > 1 && v[0] == '"' && v[len(v)-1] == '"' {
+				v = v[1 : len(v)-1]
+			}
+			rc.session.chunks[i] = v
+			rc.session.found |= 1 << i
 		}
 	}
-	if !changed {
+}
+
+// chunk returns session cookie chunk i.
+func (sc *sessionCookie) chunk(i int) (string, bool) {
+	if i < 0 || i >= maxCookieChunks || sc.found&(1<<i) == 0 {
+		return "", false
+	}
+	return sc.chunks[i], true
+}
+
+// chunkIndex tells which chunk of the session cookie name k is: 0 for name
+// itself, i for name_i.
+func chunkIndex(k, name string) (int, bool) {
+	rest, ok := strings.CutPrefix(k, name)
+	switch {
+	case !ok:
+		return 0, false
+	case rest == "":
+		return 0, true
+	case len(rest) != 2 || rest[0] != '_' || rest[1] < '1' || rest[1] > '0'+maxCookieChunks-1:
+		return 0, false
+	}
+	return int(rest[1] - '0'), true
+}
+
+// stripOwnCookies removes oidc_auth's cookies (session, its chunks and
+// login state) from the request passed on: the upstream has no use for the
+// sealed session and should not be able to replay it, and a session cookie
+// of several kilobytes would be sent upstream on every request. The other
+// cookies are passed on in one Cookie line. It returns the Cookie lines as
+// the client sent them, or nil if nothing was removed.
+func (h *Handler) stripOwnCookies(r *http.Request, rc *requestCookies) []string {
+	if !rc.own {
 		return nil
 	}
-	if len(kept) == 0 {
+	if len(rc.foreign) == 0 {
 		delete(r.Header, "Cookie")
 	} else {
-		r.Header["Cookie"] = kept
+		r.Header["Cookie"] = []string{strings.Join(rc.foreign, "; ")}
 	}
-	return lines
+	return rc.lines
 }
 
 // isOwnCookie reports whether a cookie name is one oidc_auth sets.

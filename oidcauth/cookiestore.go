@@ -42,9 +42,8 @@ type cookieStore struct {
 	revocations sessionstore.Store
 }
 
-func (cs *cookieStore) Load(r *http.Request) (*Session, error) {
-	name := cs.cookies.fullName(r, cs.cookies.name)
-	first, ok := requestCookie(r, name)
+func (cs *cookieStore) Load(r *http.Request, sc sessionCookie) (*Session, error) {
+	first, ok := sc.chunk(0)
 	if !ok || first == "" {
 		return nil, nil
 	}
@@ -57,7 +56,7 @@ func (cs *cookieStore) Load(r *http.Request) (*Session, error) {
 	chunks := make([]string, 1, maxCookieChunks)
 	chunks[0] = head
 	for i := 1; i < n; i++ {
-		part, ok := requestCookie(r, chunkName(name, i))
+		part, ok := sc.chunk(i)
 		if !ok {
 			return nil, nil
 		}

@@ -15,7 +15,9 @@ func (h *Handler) serveUserinfo(w http.ResponseWriter, r *http.Request) error {
 		w.Header().Set("Allow", "GET, HEAD")
 		return h.errorPage(w, r, http.StatusMethodNotAllowed, "Method not allowed", "Use GET.", false)
 	}
-	s, err := h.session(w, r)
+	var rc requestCookies
+	h.scanCookies(r, h.cookies.fullName(r, h.cookies.name), &rc)
+	s, err := h.session(w, r, &rc)
 	if err != nil {
 		return h.storeUnavailable(w, r, err)
 	}
@@ -46,7 +48,7 @@ func (h *Handler) serveLogout(w http.ResponseWriter, r *http.Request) error {
 		return h.errorPage(w, r, http.StatusMethodNotAllowed, "Method not allowed", "Use GET or POST.", false)
 	}
 	rd := safeRedirect(r.URL.Query().Get("rd"))
-	s, _ := h.store.Load(r)
+	s, _ := h.loadSession(r)
 	if err := h.store.Delete(w, r); err != nil {
 		h.logger.Error("deleting session", zap.Error(err))
 	}

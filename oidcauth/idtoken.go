@@ -1,6 +1,7 @@
 package oidcauth
 
 import (
+	"context"
 	"encoding/json"
 	"net/http"
 	"strings"
@@ -30,11 +31,24 @@ const (
 // request_header and the other handlers that run ahead of token_inject, so
 // those can use them too.
 type requestState struct {
+	// Context is the request's context; the state is its child context
+	// itself (see Value), which spares a context.WithValue per request.
+	context.Context
+
 	session *Session
 	// cookies are the request's Cookie header lines as the client sent
 	// them, when oidc_auth removed its own cookies before passing the
 	// request on; saving a refreshed session needs to see them.
 	cookies []string
+}
+
+// Value answers sessionCtxKey with the state itself and everything else
+// from the request's context.
+func (st *requestState) Value(key any) any {
+	if _, ok := key.(sessionCtxKey); ok {
+		return st
+	}
+	return st.Context.Value(key)
 }
 
 // storeRequest is r as the session store must see it: with the cookies the
@@ -105,7 +119,7 @@ func (s *Session) userPlaceholder(name string) (any, bool) {
 func setVars(r *http.Request, s *Session) {
 	if vars, ok := r.Context().Value(caddyhttp.VarsCtxKey).(map[string]any); ok {
 		vars[varIDToken] = s.Claims()
-		vars[varRawIDToken] = s.RawIDToken()
+		vars[varRawIDToken] = s.rawIDTokenVar
 	}
 }
 

@@ -281,12 +281,8 @@ func (h *Handler) provision(ctx caddy.Context, logger *zap.Logger) error {
 	}
 	h.keys = keys
 
-	h.cookies = cookieSettings{
-		name:        h.CookieName,
-		domain:      h.CookieDomain,
-		path:        h.CookiePath,
-		forceSecure: h.redirectURL != nil && h.redirectURL.Scheme == "https",
-	}
+	h.cookies = newCookieSettings(h.CookieName, h.CookieDomain, h.CookiePath,
+		h.redirectURL != nil && h.redirectURL.Scheme == "https")
 	// Login-state cookies must reach the callback whatever the session
 	// cookie's path is.
 	h.loginCookies = h.cookies
@@ -441,21 +437,30 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request, next caddyht
 		return h.serveBackchannelLogout(w, r)
 	}
 
-	s, err := h.session(w, r)
+	var rc requestCookies
+	h.scanCookies(r, h.cookies.fullName(r, h.cookies.name), &rc)
+	s, err := h.session(w, r, &rc)
 	if err != nil {
 		return h.storeUnavailable(w, r, err)
 	}
 	if s == nil {
 		return h.unauthenticated(w, r)
 	}
-	return next.ServeHTTP(w, attach(r, s, h.stripOwnCookies(r)))
+	return next.ServeHTTP(w, attach(r, s, h.stripOwnCookies(r, &rc)))
+}
+
+// loadSession returns the request's session as the store has it, or nil.
+func (h *Handler) loadSession(r *http.Request) (*Session, error) {
+	var rc requestCookies
+	h.scanCookies(r, h.cookies.fullName(r, h.cookies.name), &rc)
+	return h.store.Load(r, rc.session)
 }
 
 // session loads the request's session and checks its lifetime. With an idle
 // timeout, a session in use is saved again now and then to move its
 // last-seen time forward.
-func (h *Handler) session(w http.ResponseWriter, r *http.Request) (*Session, error) {
-	s, err := h.store.Load(r)
+func (h *Handler) session(w http.ResponseWriter, r *http.Request, rc *requestCookies) (*Session, error) {
+	s, err := h.store.Load(r, rc.session)
 	if err != nil || s == nil {
 		return nil, err
 	}

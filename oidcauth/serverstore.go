@@ -47,8 +47,8 @@ type decodedRecord struct {
 // only in its sealed form.
 const maxDecodedRecords = 1000
 
-func (ss *serverStore) Load(r *http.Request) (*Session, error) {
-	id, ok := requestCookie(r, ss.cookies.fullName(r, ss.cookies.name))
+func (ss *serverStore) Load(r *http.Request, sc sessionCookie) (*Session, error) {
+	id, ok := sc.chunk(0)
 	if !ok || len(id) != sessionIDLength {
 		return nil, nil
 	}

@@ -2,7 +2,6 @@ package oidcauth
 
 import (
 	"bytes"
-	"context"
 	"encoding/base64"
 	"encoding/binary"
 	"encoding/json"
@@ -44,6 +43,9 @@ type Session struct {
 	// Derived from rawIDToken when the session is decoded, not stored.
 	claimsJSON []byte
 	claims     map[string]any
+	// rawIDTokenVar is rawIDToken as the value of the oidc_raw_id_token
+	// variable, boxed once rather than on every request.
+	rawIDTokenVar any
 }
 
 // Subject is the ID token's sub claim.
@@ -99,12 +101,12 @@ func SessionFromRequest(r *http.Request) (*Session, bool) {
 // SessionFromRequest, the {oidc.user.*} placeholders and the ID token
 // variables.
 func attach(r *http.Request, s *Session, cookies []string) *http.Request {
-	st := &requestState{session: s, cookies: cookies}
+	st := &requestState{Context: r.Context(), session: s, cookies: cookies}
 	if repl, ok := r.Context().Value(caddy.ReplacerCtxKey).(*caddy.Replacer); ok {
 		repl.Map(st.placeholder)
 	}
 	setVars(r, s)
-	return r.WithContext(context.WithValue(r.Context(), sessionCtxKey{}, st))
+	return r.WithContext(st)
 }
 
 // SessionStore keeps sessions between requests. The cookie store keeps the
@@ -114,7 +116,7 @@ func attach(r *http.Request, s *Session, cookies []string) *http.Request {
 type SessionStore interface {
 	// Load returns the request's session, or (nil, nil) if it carries none
 	// that is valid. An error means the store could not be consulted.
-	Load(r *http.Request) (*Session, error)
+	Load(r *http.Request, sc sessionCookie) (*Session, error)
 	// Save stores s and sets whatever cookies refer to it on w.
 	Save(w http.ResponseWriter, r *http.Request, s *Session) error
 	// Delete ends the request's session, if any, and clears its cookies.
@@ -221,6 +223,7 @@ func (s *Session) deriveClaims() error {
 	}
 	s.claimsJSON = payload
 	s.claims = claims
+	s.rawIDTokenVar = s.rawIDToken
 	return nil
 }
 

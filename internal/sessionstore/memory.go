@@ -4,6 +4,7 @@ import (
 	"container/list"
 	"context"
 	"sync"
+	"sync/atomic"
 	"time"
 )
 
@@ -33,7 +34,10 @@ type Memory struct {
 	locks     map[string]memLock
 	lockSeq   uint64
 	revoked   map[string]memRevocation // "sub:"+subject or "sid:"+sid
-	nextSweep time.Time
+	// anyRevoked is len(revoked) > 0: Revoked runs on every request of a
+	// cookie session and usually has nothing to find.
+	anyRevoked atomic.Bool
+	nextSweep  time.Time
 }
 
 type memEntry struct {
@@ -193,11 +197,15 @@ func (m *Memory) Revoke(_ context.Context, subject, sid string, at, until time.T
 		r.until = until
 	}
 	m.revoked[key] = r
+	m.anyRevoked.Store(true)
 	return nil
 }
 
 // Revoked implements Store.
 func (m *Memory) Revoked(_ context.Context, subject, sid string, issuedAt time.Time) (bool, error) {
+	if !m.anyRevoked.Load() {
+		return false, nil
+	}
 	m.mu.Lock()
 	defer m.mu.Unlock()
 	now := m.now()
@@ -263,6 +271,7 @@ func (m *Memory) sweep(now time.Time) {
 			delete(m.revoked, k)
 		}
 	}
+	m.anyRevoked.Store(len(m.revoked) > 0)
 }
 
 func addIndex(idx map[string]map[*memEntry]struct{}, key string, e *memEntry) {
