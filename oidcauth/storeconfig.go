@@ -98,6 +98,7 @@ func (h *Handler) openBackend(repl *caddy.Replacer, poolKey string) (sessionstor
 		if err != nil {
 			return nil, nil, err
 		}
+		opts.Logger = h.logger
 		redisLogOnce.Do(func() { redis.SetLogger(redisLogger{caddy.Log().Named("oidc_auth.redis")}) })
 		rs, err := sessionstore.NewRedis(opts)
 		if err != nil {

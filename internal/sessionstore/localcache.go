@@ -11,6 +11,7 @@ import (
 	"time"
 
 	"github.com/redis/go-redis/v9"
+	"go.uber.org/zap"
 )
 
 // DefaultLocalCacheTTL is how long a value read from Redis may be served
@@ -190,28 +191,36 @@ func (r *Redis) watchInvalidations(ctx context.Context) {
 	// what the cache serves.
 	interval := min(max(r.cache.ttl/2, 100*time.Millisecond), 5*time.Second)
 	backoff := 50 * time.Millisecond
+	failing := false // a failure was logged and the cache has not been on since
 	for ctx.Err() == nil {
 		ps := r.c.Subscribe(ctx, r.invalidationChannel())
 		stopClosing := context.AfterFunc(ctx, func() { _ = ps.Close() }) // ends a blocked receive
+		var err error
 		pongDue := false
 		for ctx.Err() == nil {
-			msg, err := ps.ReceiveTimeout(ctx, interval)
+			var msg any
+			msg, err = ps.ReceiveTimeout(ctx, interval)
 			if err != nil {
 				var ne net.Error
 				if errors.As(err, &ne) && ne.Timeout() && !pongDue {
 					pongDue = true
-					if err := ps.Ping(ctx); err == nil {
+					if err = ps.Ping(ctx); err == nil {
 						continue
 					}
 				}
 				break // broken, or silent for two intervals: start over
 			}
 			pongDue = false
-			backoff = 50 * time.Millisecond
 			switch m := msg.(type) {
 			case *redis.Subscription:
 				if m.Kind == "subscribe" {
 					r.cache.setLive(true)
+					backoff = 50 * time.Millisecond
+					if failing {
+						r.logger.Info("session cache on again: subscribed to the invalidation channel",
+							zap.String("channel", r.invalidationChannel()))
+						failing = false
+					}
 				}
 			case *redis.Message:
 				if from, key, ok := strings.Cut(m.Payload, " "); ok && from != r.cache.self {
@@ -222,6 +231,14 @@ func (r *Redis) watchInvalidations(ctx context.Context) {
 		r.cache.setLive(false)
 		stopClosing()
 		_ = ps.Close()
+		if ctx.Err() != nil {
+			return
+		}
+		if !failing {
+			r.logger.Warn("session cache off: the invalidation channel is unreachable, so every request reads Redis until it is back",
+				zap.String("channel", r.invalidationChannel()), zap.Error(err))
+			failing = true
+		}
 		select {
 		case <-ctx.Done():
 		case <-time.After(backoff):
@@ -299,9 +316,14 @@ func (r *Redis) cachedGet(ctx context.Context, keys ...string) (vals [][]byte, f
 // announce tells every instance (this one at once) that keys changed. It
 // runs after the write has completed, so that an instance reading the key
 // again after the invalidation reads the new value.
-func (r *Redis) announce(ctx context.Context, keys ...string) error {
+//
+// A failed announcement does not fail the write, which has happened: an
+// instance that misses it serves the old value for at most its TTL. Most
+// failures (Redis down, a missing channel permission) break or prevent
+// the other instances' subscriptions too, which turns their caches off.
+func (r *Redis) announce(ctx context.Context, keys ...string) {
 	if r.cache == nil || len(keys) == 0 {
-		return nil
+		return
 	}
 	for _, k := range keys {
 		r.cache.invalidate(k)
@@ -312,5 +334,10 @@ func (r *Redis) announce(ctx context.Context, keys ...string) error {
 		}
 		return nil
 	})
-	return err
+	// While this instance's own subscription fails, that failure is what
+	// the log says; one line per write would add nothing.
+	if err != nil && r.cache.isLive() {
+		r.logger.Warn("announcing a session change to other instances failed; their local caches may serve the previous state for up to local_cache_ttl",
+			zap.String("channel", r.invalidationChannel()), zap.Error(err))
+	}
 }

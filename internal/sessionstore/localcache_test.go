@@ -7,6 +7,8 @@ import (
 	"time"
 
 	"github.com/redis/go-redis/v9"
+	"go.uber.org/zap"
+	"go.uber.org/zap/zaptest/observer"
 
 	"github.com/oidcgate/caddy-oidc/internal/redistest"
 )
@@ -197,5 +199,44 @@ func TestLocalCacheDropsReadsOverlappingAnInvalidation(t *testing.T) {
 	c.fill("k", t3, []byte("x"), true, -1)
 	if _, _, ok := c.get("k"); ok {
 		t.Fatal("a read that overlapped a lost subscription was kept")
+	}
+}
+
+// TestRedisWithoutChannelPermissionWorksUncached: a Redis user that may not
+// use the invalidation channel (Redis 7's default for new ACL users) still
+// gets a working store, with the cache off and the reason logged once.
+func TestRedisWithoutChannelPermissionWorksUncached(t *testing.T) {
+	srv := redistest.Start(t)
+	ctx := context.Background()
+	raw := redis.NewClient(&redis.Options{Addr: srv.Addr()})
+	defer raw.Close()
+	if err := raw.Do(ctx, "ACL", "SETUSER", "nochannels", "on", ">pw", "~*", "+@all", "resetchannels").Err(); err != nil {
+		t.Fatal(err)
+	}
+	core, logs := observer.New(zap.InfoLevel)
+	r, err := NewRedis(RedisOptions{Addrs: []string{srv.Addr()}, Username: "nochannels", Password: "pw",
+		KeyPrefix: "lc:", Logger: zap.New(core)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer r.Close()
+	eventually(t, "the warning", func() bool { return logs.FilterMessageSnippet("session cache off").Len() > 0 })
+	if err := r.Put(ctx, "a", rec("v1", "u", "", time.Now().Add(time.Hour))); err != nil {
+		t.Fatalf("Put: %v", err)
+	}
+	mustGet(t, r, "a")
+	if err := raw.Set(ctx, "lc:s:{a}", "v2", time.Hour).Err(); err != nil {
+		t.Fatal(err)
+	}
+	if got := mustGet(t, r, "a"); string(got.Data) != "v2" {
+		t.Fatalf("Get = %q, want v2 read from Redis", got.Data)
+	}
+	if err := r.Delete(ctx, "a"); err != nil {
+		t.Fatalf("Delete: %v", err)
+	}
+	mustNotFind(t, r, "a")
+	time.Sleep(200 * time.Millisecond) // a few more subscription attempts
+	if n := logs.FilterMessageSnippet("session cache off").Len(); n != 1 {
+		t.Errorf("the cache-off warning was logged %d times, want once", n)
 	}
 }

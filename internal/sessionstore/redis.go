@@ -11,6 +11,7 @@ import (
 	"time"
 
 	"github.com/redis/go-redis/v9"
+	"go.uber.org/zap"
 )
 
 // RedisOptions configures NewRedis. One address and no MasterName is a
@@ -37,6 +38,9 @@ type RedisOptions struct {
 	// this process's memory (see localCache); zero means
 	// DefaultLocalCacheTTL, a negative value turns the cache off.
 	LocalCacheTTL time.Duration
+	// Logger gets the local cache's state changes and failed
+	// announcements; nil discards them.
+	Logger *zap.Logger
 }
 
 // Redis is a Store in Redis, shared by every Caddy instance using it.
@@ -59,6 +63,7 @@ type Redis struct {
 	prefix    string
 	opTimeout time.Duration
 	cache     *localCache // nil when off
+	logger    *zap.Logger
 	stop      context.CancelFunc
 	done      chan struct{}
 }
@@ -97,6 +102,10 @@ func NewRedis(opts RedisOptions) (*Redis, error) {
 		c:         c,
 		prefix:    opts.KeyPrefix,
 		opTimeout: opts.DialTimeout + opts.ReadTimeout,
+		logger:    opts.Logger,
+	}
+	if r.logger == nil {
+		r.logger = zap.NewNop()
 	}
 	if opts.LocalCacheTTL >= 0 {
 		r.cache = newLocalCache(orDefault(opts.LocalCacheTTL, DefaultLocalCacheTTL))
@@ -225,15 +234,7 @@ func (r *Redis) Put(ctx context.Context, id string, rec Record) error {
 	if err := r.c.Set(ctx, r.recordKey(id), rec.Data, ttl).Err(); err != nil {
 		return unavailable(err)
 	}
-	return r.announced(ctx, r.recordKey(id))
-}
-
-// announced announces keys after a completed write, as an error the
-// caller can return.
-func (r *Redis) announced(ctx context.Context, keys ...string) error {
-	if err := r.announce(ctx, keys...); err != nil {
-		return unavailable(err)
-	}
+	r.announce(ctx, r.recordKey(id))
 	return nil
 }
 
@@ -249,7 +250,8 @@ func (r *Redis) del(ctx context.Context, key string) error {
 	if err := r.c.Del(ctx, key).Err(); err != nil {
 		return unavailable(err)
 	}
-	return r.announced(ctx, key)
+	r.announce(ctx, key)
+	return nil
 }
 
 // DeleteMatching implements Store. It removes from the index sets exactly
@@ -310,7 +312,8 @@ func (r *Redis) DeleteMatching(ctx context.Context, subject, sid string) (int, e
 			keys = append(keys, r.recordKey(ids[i]))
 		}
 	}
-	return n, r.announced(ctx, keys...)
+	r.announce(ctx, keys...)
+	return n, nil
 }
 
 // TryLock implements Store across every instance sharing the Redis.
@@ -354,7 +357,8 @@ func (r *Redis) Revoke(ctx context.Context, subject, sid string, at, until time.
 	if err := revokeScript.Run(ctx, r.c, []string{r.revocationKey(key)}, at.UnixMilli(), ttl).Err(); err != nil {
 		return unavailable(err)
 	}
-	return r.announced(ctx, r.revocationKey(key))
+	r.announce(ctx, r.revocationKey(key))
+	return nil
 }
 
 // Revoked implements Store.
