@@ -259,8 +259,11 @@ func (r *Redis) CacheLive() <-chan struct{} {
 func (r *Redis) invalidationChannel() string { return r.prefix + "invalidate" }
 
 // cachedGet reads keys through the local cache, the missing ones in one
-// pipeline. found[i] tells whether keys[i] exists.
-func (r *Redis) cachedGet(ctx context.Context, keys ...string) (vals [][]byte, found []bool, err error) {
+// pipeline. found[i] tells whether keys[i] exists. With keepAbsent, that a
+// key does not exist is cached too: right for revocation entries, which
+// are usually absent, but not for session records, where a flood of
+// made-up session IDs would only push real sessions out of the cache.
+func (r *Redis) cachedGet(ctx context.Context, keepAbsent bool, keys ...string) (vals [][]byte, found []bool, err error) {
 	vals, found = make([][]byte, len(keys)), make([]bool, len(keys))
 	var misses []int
 	for i, k := range keys {
@@ -306,7 +309,7 @@ func (r *Redis) cachedGet(ctx context.Context, keys ...string) (vals [][]byte, f
 		default:
 			vals[i], found[i] = v, true
 		}
-		if r.cache != nil {
+		if r.cache != nil && (found[i] || keepAbsent) {
 			r.cache.fill(keys[i], tickets[i], vals[i], found[i], pttls[i].Val())
 		}
 	}

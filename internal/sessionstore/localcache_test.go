@@ -3,6 +3,7 @@ package sessionstore
 import (
 	"context"
 	"errors"
+	"fmt"
 	"testing"
 	"time"
 
@@ -238,5 +239,21 @@ func TestRedisWithoutChannelPermissionWorksUncached(t *testing.T) {
 	time.Sleep(200 * time.Millisecond) // a few more subscription attempts
 	if n := logs.FilterMessageSnippet("session cache off").Len(); n != 1 {
 		t.Errorf("the cache-off warning was logged %d times, want once", n)
+	}
+}
+
+// TestRedisLocalCacheKeepsNoAbsentRecords: looking up session IDs that do
+// not exist (a client making them up) fills no cache entries.
+func TestRedisLocalCacheKeepsNoAbsentRecords(t *testing.T) {
+	srv := redistest.Start(t)
+	r := cachedRedis(t, []string{srv.Addr()}, time.Minute)
+	for i := range 100 {
+		mustNotFind(t, r, fmt.Sprintf("made-up-%d", i))
+	}
+	r.cache.mu.RLock()
+	n := len(r.cache.entries)
+	r.cache.mu.RUnlock()
+	if n != 0 {
+		t.Fatalf("%d cache entries after looking up absent records", n)
 	}
 }

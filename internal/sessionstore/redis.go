@@ -178,7 +178,7 @@ func (r *Redis) Get(ctx context.Context, id string) (Record, error) {
 	if b, found, ok := r.cache.get(key); ok && found {
 		return Record{Data: b}, nil
 	}
-	b, found, err := r.cachedGet(ctx, key)
+	b, found, err := r.cachedGet(ctx, false, key)
 	switch {
 	case err != nil:
 		return Record{}, unavailable(err)
@@ -375,7 +375,7 @@ func (r *Redis) Revoked(ctx context.Context, subject, sid string, issuedAt time.
 	}
 	ctx, cancel := r.op(ctx)
 	defer cancel()
-	vals, found, err := r.cachedGet(ctx, keys...)
+	vals, found, err := r.cachedGet(ctx, true, keys...)
 	if err != nil {
 		return false, unavailable(err)
 	}
