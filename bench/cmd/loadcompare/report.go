@@ -77,6 +77,10 @@ func (rep report) ratios() string {
 		row("B/C req/s, "+s.name+" store", rep.find(s.key), rep.find("c"), rps,
 			cond(s.key == "b-cookie", "≥ 3.0"), func(v float64) bool { return v >= 3.0 })
 	}
+	// B cannot be faster than the A that does its proxying alone, so A/C
+	// is the most B/C can be on this machine.
+	row("A/C req/s (A: a; the ceiling of B/C, cookie store)", rep.find("a"), rep.find("c"), rps, "", nil)
+	row("A/C req/s (A: a-id; the ceiling of B/C, memory and Redis)", rep.find("a-id"), rep.find("c"), rps, "", nil)
 	for _, s := range stores {
 		row("front-end CPU/request, C / B, "+s.name+" store", rep.find("c"), rep.find(s.key), frontCPU, "", nil)
 	}
@@ -160,7 +164,9 @@ func (rep report) writeDoc(path string) error {
   errors logged, plain HTTP on 127.0.0.1) in front of one upstream, a Go
   HTTP server answering a 1 KiB body. A: `+"`reverse_proxy`"+` alone. B:
   `+"`oidc_auth`"+` (cookie, memory or Redis session store) + `+"`token_inject`"+` +
-  `+"`reverse_proxy`"+`. C: `+"`forward_auth`"+` to oauth2-proxy (OIDC with PKCE,
+  `+"`reverse_proxy`"+`; the Redis store with its default local cache
+  (`+"`local_cache_ttl 2s`"+`: a session read from Redis is served from memory,
+  kept current by Redis pub/sub announcements of every change). C: `+"`forward_auth`"+` to oauth2-proxy (OIDC with PKCE,
   its session in its own cookie, `+"`--reverse-proxy --set-xauthrequest\n  --pass-access-token`"+`) + `+"`reverse_proxy`"+`, as oauth2-proxy documents it for
   Caddy.
 - **Sessions.** The test OpenID provider (`+"`internal/testop`"+`) issues a
