@@ -80,12 +80,14 @@ check-go:
 # `make bench`: the Go benchmarks, then the load comparison
 # (bench/cmd/loadcompare): the same wrk load through Caddy's reverse_proxy
 # alone, through oidc_auth + token_inject (cookie, memory and Redis session
-# stores) and through forward_auth to oauth2-proxy. Both rewrite their tables
+# stores) and through forward_auth to oauth2-proxy, each front end on half
+# the CPUs and wrk with the upstream on the other half. Both rewrite their tables
 # in docs/PERFORMANCE.md; raw output, Caddyfiles and logs go to bench/out/.
 # wrk and redis-server are installed when missing (like test-deps), and
 # oauth2-proxy is built into bin/. Not part of `make test`. Settings, e.g.:
 #   make bench BENCH_CONNECTIONS=64 BENCH_DURATION=10s BENCH_ROUNDS=5
 #   make bench BENCH_FLAGS='-profile b-cookie,b-redis'   (CPU profiles of Caddy)
+#   make bench BENCH_FLAGS=-split-cpus=false   (front ends share the CPUs with wrk)
 
 OAUTH2_PROXY_VERSION ?= v7.15.6
 BENCH_CONNECTIONS    ?= 32

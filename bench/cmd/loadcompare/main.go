@@ -64,6 +64,7 @@ type config struct {
 	doc, outDir                     string
 	writeBuffer                     string
 	timeout                         time.Duration
+	splitCPUs                       bool
 }
 
 func main() {
@@ -83,6 +84,7 @@ func main() {
 	flag.StringVar(&cfg.writeBuffer, "write-buffer", "", "for experiments: `size` of the write buffer of every reverse_proxy transport to the upstream (Caddy's default: 4KiB)")
 	flag.StringVar(&cfg.doc, "doc", "docs/PERFORMANCE.md", "document to rewrite; empty: print only")
 	flag.StringVar(&cfg.outDir, "out", "bench/out", "directory for wrk's raw output, Caddyfiles, logs and profiles")
+	flag.BoolVar(&cfg.splitCPUs, "split-cpus", true, "run the front end under test on the upper half of the CPUs, wrk, the upstream and the provider on the lower half (false: all share every CPU)")
 	flag.DurationVar(&cfg.timeout, "timeout", 0, "bound on the whole run (0: 2 minutes more than the load itself takes)")
 	flag.Parse()
 	log.SetFlags(0)
@@ -180,6 +182,21 @@ func run(ctx context.Context, cfg config) error {
 	}
 	if err := os.MkdirAll(filepath.Join(cfg.outDir, "logs"), 0o755); err != nil {
 		return err
+	}
+	if cfg.splitCPUs {
+		s, ok, err := newCPUSplit()
+		switch {
+		case err != nil:
+			return err
+		case !ok:
+			log.Print("fewer than 2 CPUs: the front ends share the CPU with wrk and the upstream")
+		default:
+			if err := s.pinSelf(); err != nil {
+				return err
+			}
+			runtime.GOMAXPROCS(len(s.driver))
+			split = &s
+		}
 	}
 	work, err := os.MkdirTemp("", "loadcompare-")
 	if err != nil {

@@ -25,6 +25,10 @@ type proc struct {
 	waitErr error
 }
 
+// split, when set, runs every process started by startProc on the front
+// end's CPUs.
+var split *cpuSplit
+
 // procs tracks every started process so that stopAll can end them whatever
 // happened; Pdeathsig kills them too if this program dies without cleaning
 // up.
@@ -37,6 +41,9 @@ func startProc(name, logPath string, env []string, bin string, args ...string) (
 	logf, err := os.Create(logPath)
 	if err != nil {
 		return nil, err
+	}
+	if split != nil {
+		bin, args = split.frontCommand(bin, args)
 	}
 	cmd := exec.Command(bin, args...)
 	cmd.Stdout, cmd.Stderr = logf, logf

@@ -189,20 +189,16 @@ func (rep report) writeDoc(path string) error {
   the machine drifts by more than the differences measured, so one run's
   ratios move by several hundredths; more rounds
   (`+"`make bench BENCH_ROUNDS=10`"+`) give firmer numbers.
-- **Machine.** wrk, Caddy, the upstream and the provider (for C also
-  oauth2-proxy, for the Redis store redis-server) share the %[6]d cores; CPU
-  time stolen by the hypervisor during the measurements: %[8]s.
+%[10]s
 - **Peak RSS** is VmHWM from `+"`/proc/PID/status`"+` after the last round;
   for C, Caddy's and oauth2-proxy's summed.
 - **CPU/request** is the CPU time used during a round per request served
   (`+"`/proc/PID/stat`"+`, getrusage): "front end" counts Caddy (with
   oauth2-proxy for C, with redis-server for the Redis store), "all" adds wrk
-  and the upstream. As the machine is saturated, req/s is about cores /
-  "all", so the costs all front ends share (here %[9]s per request)
-  dilute the ratios of req/s.
+  and the upstream (here %[9]s per request).
 
 `, secs(cfg.load.duration), secs(cfg.warmup), cfg.load.threads, cfg.load.connections, placeholder, runtime.NumCPU(),
-		cfg.rounds, rep.stealText(), rep.sharedCPU())
+		cfg.rounds, rep.stealText(), rep.sharedCPU(), machineText(rep.stealText()))
 	fmt.Fprintf(&b, "```\nmake bench\n# after the Go benchmarks, runs:\n%s\n# which, for each front end and round, runs:\n%s\n```\n\n", command(), rep.results[0].wrkCommand)
 	b.WriteString(rep.table())
 	b.WriteString("\n")
@@ -210,6 +206,27 @@ func (rep report) writeDoc(path string) error {
 	b.WriteString("\nThe Caddyfiles of the run, wrk's raw output of every round and the\n" +
 		"processes' logs are written to `bench/out/` (not committed).\n")
 	return benchdoc.ReplaceSection(path, "Load comparison", beginMarker, endMarker, b.String())
+}
+
+// machineText says how the processes shared the CPUs.
+func machineText(steal string) string {
+	if split == nil {
+		return fmt.Sprintf(`- **Machine.** wrk, Caddy, the upstream and the provider (for C also
+  oauth2-proxy, for the Redis store redis-server) share the %d cores, so
+  req/s is about cores / "all" (below), and the costs all front ends share
+  dilute the ratios of req/s. CPU time stolen by the hypervisor during the
+  measurements: %s.`, runtime.NumCPU(), steal)
+	}
+	return fmt.Sprintf(`- **Machine.** %d cores, split: the front end under test (Caddy, with
+  oauth2-proxy for C, with redis-server for the Redis store) runs on CPU
+  %s; wrk, the upstream and the provider run on CPU %s (`+"`taskset`"+`,
+  `+"`sched_setaffinity`"+`). Sharing cores, the load generator's and the
+  upstream's costs would be added to every front end's and dilute the
+  differences (`+"`-split-cpus=false`"+` measures that way); apart, a front
+  end's req/s is what its own CPU serves, about CPUs / "front end" (below).
+  Go sizes GOMAXPROCS to the CPUs a process may use: %d for Caddy and
+  oauth2-proxy. CPU time stolen by the hypervisor during the measurements:
+  %s.`, runtime.NumCPU(), cpuList(split.front), cpuList(split.driver), len(split.front), steal)
 }
 
 func secs(d time.Duration) string { return fmt.Sprintf("%d s", int(d/time.Second)) }
