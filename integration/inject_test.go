@@ -476,3 +476,35 @@ func TestProviderDownDuringRefreshGives503AndKeepsSession(t *testing.T) {
 		t.Fatalf("after the provider is back: %d %s", resp.StatusCode, body)
 	}
 }
+
+// TestFailingUpstreamLogsNoToken: when the upstream cannot be reached,
+// reverse_proxy logs the request it tried to send (at debug level, which
+// this site's log has on). The access token that token_inject put in its
+// Authorization header and query must not be in that line or in the error
+// page: Caddy redacts Authorization, and the logged URI is the one the
+// client sent.
+func TestFailingUpstreamLogsNoToken(t *testing.T) {
+	p := newProvider(t, testop.Config{AccessTokenSize: 1200})
+	up := newUpstream(t)
+	dead := fmt.Sprintf("127.0.0.1:%d", freePort(t))
+	routes := fmt.Sprintf(`token_inject
+	reverse_proxy %s`, dead)
+	s := startSite(t, up, siteOptions{issuer: p.Issuer(), clientID: p.ClientID(), secret: p.ClientSecret(), routes: routes})
+	b := newBrowser(t)
+	b.navigate(s.url + "/")
+	resp, body := b.do(appRequest(t, s, "/api/orders"))
+	if resp.StatusCode != http.StatusBadGateway {
+		t.Fatalf("dead upstream: %d %s", resp.StatusCode, body)
+	}
+	logs := s.logs()
+	if !strings.Contains(logs, `"upstream roundtrip"`) || !strings.Contains(logs, dead) {
+		t.Fatalf("reverse_proxy's debug line about the failed round trip is not in the log:\n%s", logs)
+	}
+	// Other headers are not redacted by Caddy: with debug logging on,
+	// token_inject says so when it starts.
+	if !strings.Contains(logs, "an access token substituted into any other header would be logged") {
+		t.Error("no warning about reverse_proxy's debug lines")
+	}
+	assertNoSecrets(t, "error response", body, accessTokens(p)...)
+	assertNoSecrets(t, "Caddy's log", logs, p.IssuedTokens()...)
+}

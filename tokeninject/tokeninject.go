@@ -16,6 +16,7 @@ import (
 	"github.com/caddyserver/caddy/v2"
 	"github.com/caddyserver/caddy/v2/modules/caddyhttp"
 	"go.uber.org/zap"
+	"go.uber.org/zap/zapcore"
 
 	"github.com/oidcgate/caddy-oidc/internal/substitute"
 	"github.com/oidcgate/caddy-oidc/oidcauth"
@@ -142,6 +143,13 @@ func (h *Handler) Provision(ctx caddy.Context) error {
 	h.inHeader = slices.Contains(h.In, "header")
 	h.inQuery = slices.Contains(h.In, "query")
 	h.inBody = slices.Contains(h.In, "body")
+	if h.inHeader && h.logger.Core().Enabled(zapcore.DebugLevel) {
+		// reverse_proxy logs the headers it sends upstream at debug level,
+		// and Caddy redacts only its credential headers there.
+		h.logger.Warn("debug logging is on: reverse_proxy's debug lines list the headers it sends upstream; " +
+			"Caddy redacts Authorization, Proxy-Authorization and Cookie there, " +
+			"but an access token substituted into any other header would be logged")
+	}
 	h.probe = substitute.New(pairsOf(h.Placeholders, "")...)
 	h.queryProbe = queryReplacer(h.Placeholders, "")
 	h.values = newSubstitutedValues(10000)

@@ -263,6 +263,7 @@ func run(ctx context.Context, cfg config) error {
 		results = append(results, *p.res)
 	}
 	stopAll()
+	b.redis = nil // stopped: a profile run of the Redis store starts another
 
 	if len(cfg.profile) > 0 {
 		var fes []frontEnd
