@@ -165,10 +165,11 @@ func (rep report) writeDoc(path string) error {
   HTTP server answering a 1 KiB body. A: `+"`reverse_proxy`"+` alone. B:
   `+"`oidc_auth`"+` (cookie, memory or Redis session store) + `+"`token_inject`"+` +
   `+"`reverse_proxy`"+`; the Redis store with its default local cache
-  (`+"`local_cache_ttl 2s`"+`: a session read from Redis is served from memory,
-  kept current by Redis pub/sub announcements of every change). C: `+"`forward_auth`"+` to oauth2-proxy (OIDC with PKCE,
-  its session in its own cookie, `+"`--reverse-proxy --set-xauthrequest\n  --pass-access-token`"+`) + `+"`reverse_proxy`"+`, as oauth2-proxy documents it for
-  Caddy.
+  (`+"`local_cache_ttl 2s`"+`: a session read from Redis is served from
+  memory, kept current by Redis pub/sub announcements of every change).
+  C: `+"`forward_auth`"+` to oauth2-proxy (OIDC with PKCE, its session in its
+  own cookie, `+"`--reverse-proxy --set-xauthrequest --pass-access-token`"+`)
+  + `+"`reverse_proxy`"+`, as oauth2-proxy documents it for Caddy.
 - **Sessions.** The test OpenID provider (`+"`internal/testop`"+`) issues a
   ~1.5 KB ID token and a 1.2 KB access token valid for 24 h, so nothing is
   refreshed. Each front end is signed in through the real sign-in and
