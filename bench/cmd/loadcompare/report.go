@@ -169,7 +169,7 @@ func (rep report) writeDoc(path string) error {
   memory, kept current by Redis pub/sub announcements of every change).
   C: `+"`forward_auth`"+` to oauth2-proxy (OIDC with PKCE, its session in its
   own cookie, `+"`--reverse-proxy --set-xauthrequest --pass-access-token`"+`)
-  + `+"`reverse_proxy`"+`, as oauth2-proxy documents it for Caddy.
+  and `+"`reverse_proxy`"+`, as oauth2-proxy documents it for Caddy.
 - **Sessions.** The test OpenID provider (`+"`internal/testop`"+`) issues a
   ~1.5 KB ID token and a 1.2 KB access token valid for 24 h, so nothing is
   refreshed. Each front end is signed in through the real sign-in and
