@@ -155,7 +155,9 @@ func TestRedisSessionsAreSharedByInstances(t *testing.T) {
 }
 
 // TestRedisHoldsNoTokenText: what Redis stores for a session is sealed: no
-// access, refresh or ID token, and no claim, appears in any key or value.
+// access, refresh or ID token, and no claim, appears in any key or value;
+// nor does the session ID, which would let whoever reads Redis present the
+// session cookie.
 func TestRedisHoldsNoTokenText(t *testing.T) {
 	rs, p, _, c, b := signedInRedisCluster(t, 1, testop.Config{})
 	apiCall(t, b, c.urls[0])
@@ -178,7 +180,16 @@ func TestRedisHoldsNoTokenText(t *testing.T) {
 		}
 		dump.WriteString("\n")
 	}
-	assertNoSecrets(t, "Redis", dump.String(), p.IssuedTokens()...)
+	var sessionID string
+	for _, ck := range b.cookies(&site{url: c.urls[0]}) {
+		if ck.Name == "oidc_session" {
+			sessionID = ck.Value
+		}
+	}
+	if sessionID == "" {
+		t.Fatal("no session cookie")
+	}
+	assertNoSecrets(t, "Redis", dump.String(), append(p.IssuedTokens(), sessionID)...)
 	for _, clear := range []string{"alice@example.com", "user-1"} {
 		if strings.Contains(dump.String(), clear) {
 			t.Errorf("Redis holds %q in clear", clear)

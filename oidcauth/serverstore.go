@@ -3,6 +3,8 @@ package oidcauth
 import (
 	"bytes"
 	"context"
+	"crypto/sha256"
+	"encoding/base64"
 	"errors"
 	"fmt"
 	"net/http"
@@ -63,7 +65,7 @@ func (ss *serverStore) load(ctx context.Context, id string, fresh bool) (*Sessio
 	if fresh {
 		get = ss.backend.Reload
 	}
-	rec, err := get(ctx, id)
+	rec, err := get(ctx, storeKey(id))
 	if errors.Is(err, sessionstore.ErrNotFound) {
 		return nil, nil
 	}
@@ -143,7 +145,7 @@ func (ss *serverStore) Delete(w http.ResponseWriter, r *http.Request) error {
 	ss.mu.Lock()
 	delete(ss.decoded, id)
 	ss.mu.Unlock()
-	return ss.backend.Delete(r.Context(), id)
+	return ss.backend.Delete(r.Context(), storeKey(id))
 }
 
 // endSessions ends every session of the subject, or of the provider session
@@ -165,7 +167,7 @@ func (ss *serverStore) refresh(ctx context.Context, s *Session, refresh func(con
 	const lease = providerRequestTimeout + 5*time.Second
 	deadline := time.Now().Add(lease)
 	for {
-		release, ok, err := ss.backend.TryLock(ctx, "refresh:"+s.id, lease)
+		release, ok, err := ss.backend.TryLock(ctx, "refresh:"+storeKey(s.id), lease)
 		if err != nil {
 			return nil, err
 		}
@@ -214,12 +216,20 @@ func (ss *serverStore) put(ctx context.Context, s *Session) error {
 	if err != nil {
 		return err
 	}
-	return ss.backend.Put(ctx, s.id, sessionstore.Record{
+	return ss.backend.Put(ctx, storeKey(s.id), sessionstore.Record{
 		Data:    ss.keys.seal(plain, ss.recordAAD(s.id)),
 		Subject: ss.owner.indexKey(s.subject),
 		SID:     ss.owner.indexKey(s.sid),
 		Expires: ss.expires(s),
 	})
+}
+
+// storeKey is what the backing store knows a session by: a hash of its ID.
+// The ID in the cookie is a bearer credential; whoever can read the store's
+// key names (a Redis user, a dump, MONITOR) must not be able to present it.
+func storeKey(id string) string {
+	sum := sha256.Sum256([]byte(id))
+	return base64.RawURLEncoding.EncodeToString(sum[:])
 }
 
 // Interface guard
