@@ -229,7 +229,9 @@ func (ss *serverStore) put(ctx context.Context, s *Session) error {
 // key names (a Redis user, a dump, MONITOR) must not be able to present it.
 func storeKey(id string) string {
 	sum := sha256.Sum256([]byte(id))
-	return base64.RawURLEncoding.EncodeToString(sum[:])
+	var key [43]byte // base64url of 32 bytes, unpadded
+	base64.RawURLEncoding.Encode(key[:], sum[:])
+	return string(key[:])
 }
 
 // Interface guard
