@@ -15,8 +15,7 @@ func (h *Handler) serveUserinfo(w http.ResponseWriter, r *http.Request) error {
 		w.Header().Set("Allow", "GET, HEAD")
 		return h.errorPage(w, r, http.StatusMethodNotAllowed, "Method not allowed", "Use GET.", false)
 	}
-	var rc requestCookies
-	h.scanCookies(r, h.cookies.fullName(r, h.cookies.name), &rc)
+	rc := h.requestCookies(r)
 	s, err := h.session(w, r, &rc)
 	if err != nil {
 		return h.storeUnavailable(w, r, err)

@@ -437,8 +437,7 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request, next caddyht
 		return h.serveBackchannelLogout(w, r)
 	}
 
-	var rc requestCookies
-	h.scanCookies(r, h.cookies.fullName(r, h.cookies.name), &rc)
+	rc := h.requestCookies(r)
 	s, err := h.session(w, r, &rc)
 	if err != nil {
 		return h.storeUnavailable(w, r, err)
@@ -451,9 +450,14 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request, next caddyht
 
 // loadSession returns the request's session as the store has it, or nil.
 func (h *Handler) loadSession(r *http.Request) (*Session, error) {
+	return h.store.Load(r, h.requestCookies(r).session)
+}
+
+// requestCookies reads the request's Cookie header.
+func (h *Handler) requestCookies(r *http.Request) requestCookies {
 	var rc requestCookies
 	h.scanCookies(r, h.cookies.fullName(r, h.cookies.name), &rc)
-	return h.store.Load(r, rc.session)
+	return rc
 }
 
 // session loads the request's session and checks its lifetime. With an idle
