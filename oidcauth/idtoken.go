@@ -51,6 +51,10 @@ func (st *requestState) Value(key any) any {
 	return st.Context.Value(key)
 }
 
+// String names the state without its contents (the session's tokens and
+// cookies), should a context chain ever be formatted.
+func (st *requestState) String() string { return "oidc_auth request state" }
+
 // storeRequest is r as the session store must see it: with the cookies the
 // client sent.
 func (st *requestState) storeRequest(r *http.Request) *http.Request {
