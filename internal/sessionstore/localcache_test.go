@@ -54,7 +54,7 @@ func eventually(t *testing.T, what string, cond func() bool) {
 // where a read came from.
 func TestRedisLocalCacheServesRepeatedReadsFromMemory(t *testing.T) {
 	srv := redistest.Start(t)
-	r := cachedRedis(t, []string{srv.Addr()}, 300*time.Millisecond)
+	r := cachedRedis(t, []string{srv.Addr()}, time.Second)
 	ctx := context.Background()
 	if err := r.Put(ctx, "a", rec("v1", "u", "", time.Now().Add(time.Hour))); err != nil {
 		t.Fatal(err)
@@ -71,7 +71,7 @@ func TestRedisLocalCacheServesRepeatedReadsFromMemory(t *testing.T) {
 	if got, _ := r.Reload(ctx, "a"); string(got.Data) != "v2" {
 		t.Fatalf("Reload = %q, want v2 from Redis", got.Data)
 	}
-	time.Sleep(350 * time.Millisecond)
+	time.Sleep(1100 * time.Millisecond)
 	if got := mustGet(t, r, "a"); string(got.Data) != "v2" {
 		t.Fatalf("read after the TTL = %q, want v2", got.Data)
 	}
@@ -142,11 +142,11 @@ func TestRedisLocalCacheSeesChangesAtOtherInstances(t *testing.T) {
 // its expiry in Redis, however long the cache TTL.
 func TestRedisLocalCacheFollowsKeyExpiry(t *testing.T) {
 	r := cachedRedis(t, []string{redistest.Start(t).Addr()}, time.Minute)
-	if err := r.Put(context.Background(), "a", rec("v", "", "", time.Now().Add(300*time.Millisecond))); err != nil {
+	if err := r.Put(context.Background(), "a", rec("v", "", "", time.Now().Add(time.Second))); err != nil {
 		t.Fatal(err)
 	}
 	mustGet(t, r, "a")
-	time.Sleep(350 * time.Millisecond)
+	time.Sleep(1100 * time.Millisecond)
 	mustNotFind(t, r, "a")
 }
 
