@@ -2,8 +2,11 @@ package oidcauth
 
 import (
 	"encoding/json"
+	"fmt"
+	"net/http/httptest"
 	"strings"
 	"testing"
+	"time"
 )
 
 func decodeClaims(t *testing.T, s string) map[string]any {
@@ -56,6 +59,26 @@ func TestClaimPathsReachNestedAndNamespacedClaims(t *testing.T) {
 	for _, missing := range []string{"nope", "address.city", "email.x", ""} {
 		if _, ok := claimAt(claims, missing); ok {
 			t.Errorf("%q found", missing)
+		}
+	}
+}
+
+// TestFormattedRequestContextShowsNoToken: the request state is the
+// request's context, so formatting the context (%v, as a debugging log
+// line might) must not print the session's tokens or its sealed cookie.
+func TestFormattedRequestContextShowsNoToken(t *testing.T) {
+	h := newTestHandler(t, &Handler{})
+	s := testSession(time.Now(), 0, 100)
+	r := signedInRequest(t, h, s)
+	sealed := r.Header.Get("Cookie") // the sealed session: a bearer credential too
+	next := &recordingNext{}
+	if err := h.ServeHTTP(httptest.NewRecorder(), caddyRequest(r), next); err != nil || next.r == nil {
+		t.Fatalf("not authenticated: %v", err)
+	}
+	text := fmt.Sprintf("%v %+v", next.r.Context(), next.r.Context())
+	for _, secret := range []string{s.AccessToken(), s.RefreshToken(), s.RawIDToken(), sealed} {
+		if secret != "" && strings.Contains(text, secret) {
+			t.Fatalf("formatted context holds a token: %.200s", text)
 		}
 	}
 }
