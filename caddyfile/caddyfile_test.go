@@ -108,6 +108,9 @@ local_cache_ttl off } }`, `local_cache_ttl given twice`},
 		{`token_inject { redact_response yes }`, `token_inject: redact_response takes no arguments`},
 		{`token_inject { placeholder }`, `token_inject: placeholder takes at least one argument`},
 		{`token_inject { bogus }`, `token_inject: unknown subdirective "bogus"`},
+		{`token_inject { origins app.example.com }`, `token_inject: origins: origin "app.example.com": want scheme://host[:port]`},
+		{`token_inject { origins }`, `token_inject: origins takes at least one argument`},
+		{`token_inject { allow_unknown_origin yes }`, `token_inject: allow_unknown_origin takes no arguments`},
 	}
 	for _, c := range cases {
 		body := strings.ReplaceAll(strings.ReplaceAll(c.body, "{ ", "{\n"), " }", "\n}")

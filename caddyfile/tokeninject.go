@@ -7,6 +7,7 @@ import (
 	"github.com/caddyserver/caddy/v2/modules/caddyhttp"
 	"github.com/dustin/go-humanize"
 
+	"github.com/oidcgate/caddy-oidc/internal/origin"
 	"github.com/oidcgate/caddy-oidc/tokeninject"
 )
 
@@ -15,7 +16,9 @@ import (
 //
 //	token_inject [<matcher>] {
 //		placeholder     <string...>                   # default: <<APPSMITH_USER_OAUTH2_ACCESS_TOKEN>>
-//		in              header|query|body...          # default: header query
+//		in              header|query|body...          # default: header
+//		origins         <origin...>                   # default: none (the site's own origin only)
+//		allow_unknown_origin                          # default: off
 //		body_max_size   <size>                        # default: 1MiB
 //		body_types      <media-type...>               # default: application/json application/x-www-form-urlencoded text/plain
 //		on_missing      reject [<status>]|remove|keep # default: reject 401
@@ -46,6 +49,18 @@ func parseTokenInject(h httpcaddyfile.Helper) (caddyhttp.MiddlewareHandler, erro
 					return nil, h.Errf("token_inject: in: %q is not header, query or body", in)
 				}
 			}
+		case "origins":
+			if err := someArgs(h.Dispenser, "token_inject", &t.Origins); err != nil {
+				return nil, err
+			}
+			if _, err := origin.NewPolicy(t.Origins); err != nil {
+				return nil, h.Errf("token_inject: origins: %v", err)
+			}
+		case "allow_unknown_origin":
+			if h.NextArg() {
+				return nil, h.Errf("token_inject: allow_unknown_origin takes no arguments, got %q", h.Val())
+			}
+			t.AllowUnknownOrigin = true
 		case "body_max_size":
 			var s string
 			if err := oneArg(h.Dispenser, "token_inject", &s); err != nil {

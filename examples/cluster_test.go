@@ -73,6 +73,7 @@ func TestTwoCaddyProcessesShareRedisSessions(t *testing.T) {
 		req, _ := http.NewRequest(http.MethodGet, base+"/api", nil)
 		req.Header.Set("Authorization", "Bearer "+clusterPlaceholder)
 		req.Header.Set("Accept", "application/json")
+		req.Header.Set("Sec-Fetch-Site", "same-origin")
 		resp, err := client.Do(req)
 		if err != nil {
 			t.Error(err)

@@ -191,6 +191,7 @@ func callAPI(t *testing.T, b browser, path, authorization string) apiAnswer {
 		t.Fatal(err)
 	}
 	req.Header.Set("Accept", "application/json")
+	req.Header.Set("Sec-Fetch-Site", "same-origin") // as the page's fetch() sends it
 	if authorization != "" {
 		req.Header.Set("Authorization", authorization)
 	}

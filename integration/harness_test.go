@@ -269,8 +269,26 @@ func newBrowser(t *testing.T) *browser {
 		Jar:     jar,
 		Timeout: 20 * time.Second,
 		// No keep-alive: tests reload Caddy on the same port.
-		Transport: &http.Transport{DisableKeepAlives: true, TLSClientConfig: &tls.Config{InsecureSkipVerify: true}},
+		Transport: fetchMetadata{&http.Transport{DisableKeepAlives: true, TLSClientConfig: &tls.Config{InsecureSkipVerify: true}}},
 	}}
+}
+
+// fetchMetadata says, as a browser does, where a request comes from:
+// "Sec-Fetch-Site: same-origin" unless the test set the header itself. A
+// test that sets it to "" sends none at all, like a command-line client.
+type fetchMetadata struct{ base http.RoundTripper }
+
+func (fm fetchMetadata) RoundTrip(req *http.Request) (*http.Response, error) {
+	v, set := req.Header["Sec-Fetch-Site"]
+	switch {
+	case !set:
+		req = req.Clone(req.Context())
+		req.Header.Set("Sec-Fetch-Site", "same-origin")
+	case len(v) == 1 && v[0] == "":
+		req = req.Clone(req.Context())
+		req.Header.Del("Sec-Fetch-Site")
+	}
+	return fm.base.RoundTrip(req)
 }
 
 // noFollow makes the browser stop at the first redirect.

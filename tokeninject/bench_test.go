@@ -109,6 +109,7 @@ func (c *chain) signIn(tb testing.TB, p *testop.Provider) {
 // request returns a signed-in request as Caddy hands it to handlers.
 func (c *chain) request(method, target string, body io.Reader) *http.Request {
 	r := httptest.NewRequest(method, target, body)
+	r.Header.Set("Sec-Fetch-Site", "same-origin") // the app's own request
 	for _, ck := range c.cookie {
 		r.AddCookie(ck)
 	}

@@ -18,6 +18,7 @@ import (
 	"go.uber.org/zap"
 	"go.uber.org/zap/zapcore"
 
+	"github.com/oidcgate/caddy-oidc/internal/origin"
 	"github.com/oidcgate/caddy-oidc/internal/substitute"
 	"github.com/oidcgate/caddy-oidc/oidcauth"
 )
@@ -45,11 +46,17 @@ func init() {
 // | var `oidc_raw_id_token` | the compact ID token |
 //
 // The access token replaces each placeholder string (default
-// `<<APPSMITH_USER_OAUTH2_ACCESS_TOKEN>>`) in request header values and the
-// URL query, and in request bodies when enabled. An access token about to
-// expire is refreshed first. Only the handlers after token_inject see the
-// substituted request; placeholders such as `{http.request.header.*}` and
-// the access log keep showing the request as the client sent it.
+// `<<APPSMITH_USER_OAUTH2_ACCESS_TOKEN>>`) in request header values, and in
+// the URL query and request bodies when enabled, but only in the site's own
+// requests: the browser must say the request comes from the site's origin
+// (Sec-Fetch-Site, or Origin or Referer where that is absent) or from an
+// origin listed in Origins. A request from another site, which carries the
+// session cookie on a top-level navigation, never gets the token. An access
+// token about to expire is refreshed first. Only the handlers after
+// token_inject see the substituted request; placeholders such as
+// `{http.request.header.*}` and the access log keep showing the request as
+// the client sent it. The redirect headers of the response (Location,
+// Content-Location, Refresh) never carry the token back to the browser.
 type Handler struct {
 	// Placeholders are the strings replaced with the access token.
 	// Default: `<<APPSMITH_USER_OAUTH2_ACCESS_TOKEN>>`.
@@ -57,8 +64,25 @@ type Handler struct {
 
 	// In lists where placeholders are substituted: `header` (request header
 	// values), `query` (the URL query) and `body` (the request body).
-	// Default: `header`, `query`.
+	// Default: `header`. The query is opt-in: a token put in a URL is
+	// written into the address bar, the history and access logs as soon as
+	// an upstream redirects to a URL that keeps the query.
 	In []string `json:"in,omitempty"`
+
+	// Origins are other origins of the same site whose requests get the
+	// token too, such as `https://app.example.com` for a single-page app
+	// that calls the API on `https://api.example.com`. A request the
+	// browser marks cross-site never gets the token. Default: none (the
+	// site's own origin only).
+	Origins []string `json:"origins,omitempty"`
+
+	// AllowUnknownOrigin substitutes in requests that do not say where
+	// they come from: no Sec-Fetch-Site, Origin or Referer header (command-
+	// line clients and scripts holding a session cookie, very old
+	// browsers), or Sec-Fetch-Site `none` (an address typed into the
+	// browser, a bookmark, a link opened from another application).
+	// Default: off; such requests get the OnMissing treatment.
+	AllowUnknownOrigin bool `json:"allow_unknown_origin,omitempty"`
 
 	// BodyMaxSize is how much of a request body is held in memory to
 	// substitute placeholders and send an exact Content-Length. Larger
@@ -92,6 +116,7 @@ type Handler struct {
 	RedactResponse bool `json:"redact_response,omitempty"`
 
 	inHeader, inQuery, inBody bool
+	origins                   origin.Policy
 	// probe and queryProbe find placeholders (as sent, and URL-encoded)
 	// without replacing them; built once, as they do not depend on a token.
 	probe, queryProbe *substitute.Replacer
@@ -117,13 +142,13 @@ func (Handler) CaddyModule() caddy.ModuleInfo {
 }
 
 // Provision sets defaults.
-func (h *Handler) Provision(ctx caddy.Context) error {
+func (h *Handler) Provision(ctx caddy.Context) (err error) {
 	h.logger = ctx.Logger()
 	if len(h.Placeholders) == 0 {
 		h.Placeholders = []string{DefaultPlaceholder}
 	}
 	if len(h.In) == 0 {
-		h.In = []string{"header", "query"}
+		h.In = []string{"header"}
 	}
 	if h.BodyMaxSize == 0 {
 		h.BodyMaxSize = defaultBodyMaxSize
@@ -150,6 +175,9 @@ func (h *Handler) Provision(ctx caddy.Context) error {
 			"Caddy redacts Authorization, Proxy-Authorization and Cookie there, " +
 			"but an access token substituted into any other header would be logged")
 	}
+	if h.origins, err = origin.NewPolicy(h.Origins); err != nil {
+		return fmt.Errorf("origins: %v", err)
+	}
 	h.probe = substitute.New(pairsOf(h.Placeholders, "")...)
 	h.queryProbe = queryReplacer(h.Placeholders, "")
 	h.values = newSubstitutedValues(10000)
@@ -165,6 +193,9 @@ func (h *Handler) Validate() error {
 		if strings.ContainsAny(p, "\r\n\x00") {
 			return fmt.Errorf("placeholder %q: must not contain line breaks or NUL", p)
 		}
+	}
+	if _, err := origin.NewPolicy(h.Origins); err != nil {
+		return fmt.Errorf("origins: %v", err)
 	}
 	for _, in := range h.In {
 		switch in {
@@ -221,14 +252,21 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request, next caddyht
 		}
 	}
 
-	token, err := h.accessToken(w, r, session)
-	if err != nil {
-		return oidcauth.WriteSessionError(w, r, err)
+	// Only the site's own requests get the token: another site can send
+	// the user here, with the session cookie, on a top-level navigation.
+	var token string
+	from := h.origins.Classify(r)
+	if from.Own() || (from == origin.Unknown && h.AllowUnknownOrigin) {
+		var err error
+		if token, err = h.accessToken(w, r, session); err != nil {
+			return oidcauth.WriteSessionError(w, r, err)
+		}
 	}
 	if token == "" {
 		switch h.OnMissing {
 		case "reject":
-			h.logger.Debug("placeholder without an access token", zap.Bool("signed_in", session != nil))
+			h.logger.Debug("placeholder without an access token",
+				zap.Bool("signed_in", session != nil), zap.Stringer("from", from))
 			return h.reject(w)
 		case "keep":
 			if body != nil {
@@ -240,6 +278,9 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request, next caddyht
 	session, _ = oidcauth.SessionFromRequest(r) // may have been refreshed
 
 	r = h.substitute(r, need, body, token)
+	if token != "" && !h.RedactResponse {
+		w = &redirectGuard{ResponseWriter: w, token: token, placeholder: h.Placeholders[0]}
+	}
 	return h.serveRedactedOrNext(w, r, next, session)
 }
 

@@ -23,7 +23,7 @@ func TestQueryPlaceholderIsFoundInEveryEncoding(t *testing.T) {
 }
 
 func TestSubstituteLeavesOriginalRequestUntouched(t *testing.T) {
-	h := &Handler{}
+	h := &Handler{In: []string{"header", "query"}}
 	if err := h.Provision(testContext(t)); err != nil {
 		t.Fatal(err)
 	}
