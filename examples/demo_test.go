@@ -78,7 +78,7 @@ func TestDemo(t *testing.T) {
 	if got := landed.Request.URL.String(); got != siteURL+"/" || landed.StatusCode != http.StatusOK {
 		t.Fatalf("after sign-in: %s at %s, want 200 at %s/\n%s", landed.Status, got, siteURL, page)
 	}
-	for _, want := range []string{"Hello, " + devop.DemoName + "!", devop.DemoEmail, devop.DemoSubject, `href="/oauth2/logout"`,
+	for _, want := range []string{"Hello, " + devop.DemoName + "!", devop.DemoEmail, devop.DemoSubject, `<form method="post" action="/oauth2/logout">`,
 		`id="call-app"`, `id="call-admin"`} {
 		if !strings.Contains(page, want) {
 			t.Errorf("demo page lacks %q:\n%s", want, page)
@@ -130,9 +130,14 @@ func TestDemo(t *testing.T) {
 		"forwarded_email": devop.DemoEmail, "id_token_forwarded": true,
 	})
 
-	// Signing out ends on the public signed-out page, possibly by way of a
+	// Signing out with the page's button (a form that POSTs from the site)
+	// ends on the public signed-out page, possibly by way of a
 	// self-submitting form that posts to the provider's end-session endpoint.
-	resp = browser.get(t, siteURL+"/oauth2/logout", "text/html")
+	home := browser.get(t, siteURL+"/", "text/html")
+	resp, err = devop.SubmitForm(browser.Client, siteURL+"/", readBody(t, home))
+	if err != nil {
+		t.Fatalf("pressing the sign-out button: %v", err)
+	}
 	body = readBody(t, resp)
 	if resp.Request.URL.String() == siteURL+"/oauth2/logout" && strings.Contains(body, "<form") {
 		resp, err = devop.SubmitForm(browser.Client, resp.Request.URL.String(), body)

@@ -40,7 +40,7 @@ func TestBrowserSignInAndSignOut(t *testing.T) {
 		secret:   "test-secret",
 		routes: `route {
 		header Content-Type "text/html; charset=utf-8"
-		respond "<!doctype html><html><body><p id='who'>{http.auth.user.email}</p><a id='out' href='/oauth2/logout?rd=/bye'>Sign out</a></body></html>" 200
+		respond "<!doctype html><html><body><p id='who'>{http.auth.user.email}</p><form method='post' action='/oauth2/logout?rd=/bye'><button id='out'>Sign out</button></form></body></html>" 200
 	}`,
 	})
 	ctx := newChromium(t, chromium)
@@ -107,7 +107,18 @@ func TestBrowserSignInAndSignOut(t *testing.T) {
 		}
 	}
 
-	// Signing out: the logout page's inline script must post the form to the
+	// Opening the logout address directly (as a link from another site
+	// would) ends nothing: the browser shows a page asking to confirm, and
+	// the app still knows the user afterwards.
+	do(t, ctx, rec, "opening the logout address", chromedp.Navigate(s.url+"/oauth2/logout?rd=/bye"),
+		chromedp.WaitVisible(chromedp.CSS(`form[method=post] button`)))
+	do(t, ctx, rec, "returning to the app", chromedp.Navigate(s.url+"/app"), chromedp.WaitVisible(chromedp.ID("who")))
+	if who := run(t, ctx, rec, "reading the page", chromedp.Text(chromedp.ID("who"))); who != devop.DemoEmail {
+		t.Fatalf("after opening the logout address the app shows %q, want the signed-in %q", who, devop.DemoEmail)
+	}
+
+	// Signing out with the app's button, a POST from the site: the logout
+	// page's inline script must post the form to the
 	// provider's end_session endpoint by itself (nobody clicks its button),
 	// which is only possible if the page's CSP hash allows the script and its
 	// form-action allows the provider. The provider then redirects to the
@@ -124,7 +135,7 @@ func TestBrowserSignInAndSignOut(t *testing.T) {
 		t.Errorf("after logout the browser is at %s (waiting for the login form: %v), want the provider's login page", loc, err)
 	}
 	steps := []struct{ method, url string }{
-		{http.MethodGet, s.url + "/oauth2/logout?rd=/bye"},
+		{http.MethodPost, s.url + "/oauth2/logout?rd=/bye"},
 		{http.MethodPost, endSession},
 		{http.MethodGet, s.url + "/bye"},
 	}

@@ -203,3 +203,60 @@ func TestRedirectHeadersNeverCarryTheToken(t *testing.T) {
 		}
 	}
 }
+
+// TestLogoutEndsNothingUnlessTheSitePostsIt: another site can send the
+// user to /oauth2/logout (the cookie travels with the navigation) or
+// submit a form to it. Neither ends the session here or, through the
+// automatic id_token_hint, at the provider: a GET gets a page with a
+// sign-out button, and a POST that the site did not send gets that page
+// with 403. Only the button's POST from the site signs out.
+func TestLogoutEndsNothingUnlessTheSitePostsIt(t *testing.T) {
+	p := newProvider(t, testop.Config{})
+	s, _ := testopSite(t, p, siteOptions{})
+	b := newBrowser(t)
+	b.signIn(s, "/")
+	attempts := []struct {
+		name    string
+		method  string
+		headers map[string]string
+		status  int
+	}{
+		{"cross-site link", http.MethodGet, map[string]string{"Sec-Fetch-Site": "cross-site", "Sec-Fetch-Mode": "navigate"}, http.StatusOK},
+		{"same-origin link", http.MethodGet, map[string]string{"Sec-Fetch-Site": "same-origin", "Sec-Fetch-Mode": "navigate"}, http.StatusOK},
+		{"cross-site form", http.MethodPost, map[string]string{"Sec-Fetch-Site": "cross-site", "Origin": "https://evil.example"}, http.StatusForbidden},
+		{"form from another origin, no Fetch Metadata", http.MethodPost, map[string]string{"Sec-Fetch-Site": "", "Origin": "https://evil.example"}, http.StatusForbidden},
+		{"form with no origin at all", http.MethodPost, map[string]string{"Sec-Fetch-Site": ""}, http.StatusForbidden},
+	}
+	for _, a := range attempts {
+		req, _ := http.NewRequest(a.method, s.url+"/oauth2/logout?rd=/bye", nil)
+		req.Header.Set("Accept", "text/html")
+		for k, v := range a.headers {
+			req.Header[k] = []string{v}
+		}
+		resp, body := b.noFollow().do(req)
+		if resp.StatusCode != a.status || !strings.Contains(body, `<form method="post" action="/oauth2/logout?rd=%2Fbye">`) {
+			t.Errorf("%s: %d, want %d and a confirmation form:\n%s", a.name, resp.StatusCode, a.status, body)
+		}
+		if strings.Contains(body, "id_token_hint") || p.LastEndSessionRequest() != nil {
+			t.Errorf("%s: the provider's logout was started", a.name)
+		}
+		if csp := resp.Header.Get("Content-Security-Policy"); !strings.Contains(csp, "frame-ancestors 'none'") {
+			t.Errorf("%s: the confirmation page may be framed (CSP %q)", a.name, csp)
+		}
+		for _, c := range resp.Cookies() {
+			if strings.HasPrefix(c.Name, "oidc_session") {
+				t.Errorf("%s: the response touches cookie %s", a.name, c.Name)
+			}
+		}
+		if resp, _ := b.fetch(s.url + "/api"); resp.StatusCode != http.StatusOK {
+			t.Fatalf("%s ended the session: %d", a.name, resp.StatusCode)
+		}
+	}
+	resp, body := b.signOut(s, "?rd=/bye")
+	if resp.StatusCode != http.StatusOK || !strings.Contains(body, "id_token_hint") {
+		t.Fatalf("the site's own sign-out: %d %s", resp.StatusCode, body)
+	}
+	if resp, _ := b.fetch(s.url + "/api"); resp.StatusCode != http.StatusUnauthorized {
+		t.Fatalf("after the site's own sign-out: %d, want 401", resp.StatusCode)
+	}
+}

@@ -58,7 +58,7 @@ func TestSignInFlowWithZitadelProvider(t *testing.T) {
 
 	// Logout ends the local session and hands the provider an auto-posting
 	// form for RP-initiated logout.
-	resp, body = b.noFollow().navigate(s.url + "/oauth2/logout")
+	resp, body = b.signOut(s, "")
 	if resp.StatusCode != http.StatusOK || !strings.Contains(body, `name="id_token_hint"`) {
 		t.Fatalf("logout: %d %s", resp.StatusCode, body)
 	}
@@ -241,9 +241,36 @@ func TestProviderAccessDeniedGets403Page(t *testing.T) {
 	if resp.StatusCode != http.StatusForbidden || !strings.Contains(body, "access_denied") {
 		t.Fatalf("%d %s, want 403 naming access_denied", resp.StatusCode, body)
 	}
-	resp, body = newBrowser(t).navigate(s.url + "/oauth2/callback?error=%3Cscript%3Ealert(1)%3C/script%3E&error_description=%3Cb%3Ex")
-	if resp.StatusCode != http.StatusForbidden || strings.Contains(body, "<script>alert") || strings.Contains(body, "<b>x") {
-		t.Fatalf("provider error text must be escaped: %d %s", resp.StatusCode, body)
+}
+
+// TestCallbackShowsProviderErrorOnlyForAPendingSignIn: anyone can link to
+// the callback with an error text of their own, which would then appear on
+// the site's origin. The provider's text is shown (escaped) only when the
+// state matches a sign-in this browser started; otherwise a generic page.
+func TestCallbackShowsProviderErrorOnlyForAPendingSignIn(t *testing.T) {
+	p := newProvider(t, testop.Config{})
+	s, _ := testopSite(t, p, siteOptions{})
+	spoof := "?error=Account+locked&error_description=Call+555-0100+to+unlock"
+	for _, q := range []string{spoof, spoof + "&state=forged-state-value-that-is-long-enough"} {
+		resp, body := newBrowser(t).navigate(s.url + "/oauth2/callback" + q)
+		if resp.StatusCode != http.StatusBadRequest || strings.Contains(body, "555-0100") || strings.Contains(body, "Account locked") {
+			t.Errorf("callback%s: %d, shows the link's text: %v", q, resp.StatusCode, strings.Contains(body, "555-0100"))
+		}
+	}
+
+	// A sign-in this browser started: the provider's answer is shown,
+	// escaped.
+	b := newBrowser(t).noFollow()
+	resp, _ := b.navigate(s.url + "/")
+	authz, _ := url.Parse(resp.Header.Get("Location"))
+	state := authz.Query().Get("state")
+	resp, body := b.navigate(s.url + "/oauth2/callback?state=" + url.QueryEscape(state) +
+		"&error=temporarily_unavailable&error_description=%3Cscript%3Ealert(1)%3C/script%3E+try+later")
+	if resp.StatusCode != http.StatusForbidden || !strings.Contains(body, "temporarily_unavailable") || !strings.Contains(body, "try later") {
+		t.Fatalf("provider error for a pending sign-in: %d %s", resp.StatusCode, body)
+	}
+	if strings.Contains(body, "<script>alert") {
+		t.Fatalf("provider error text not escaped: %s", body)
 	}
 }
 
@@ -256,7 +283,7 @@ func TestLogoutEndsProviderSessionWithIDTokenHint(t *testing.T) {
 	s, _ := testopSite(t, p, siteOptions{})
 	b := newBrowser(t)
 	b.signIn(s, "/")
-	resp, page := b.noFollow().navigate(s.url + "/oauth2/logout?rd=/bye")
+	resp, page := b.signOut(s, "?rd=/bye")
 	if resp.StatusCode != http.StatusOK {
 		t.Fatalf("logout: %d", resp.StatusCode)
 	}

@@ -341,6 +341,16 @@ func isConnectionError(err error) bool {
 	return errors.Is(err, syscall.ECONNRESET) || errors.Is(err, syscall.ECONNREFUSED) || errors.Is(err, io.EOF)
 }
 
+// signOut presses the site's sign-out button: a POST to the logout path
+// from the site's own page. It stops at the first response.
+func (b *browser) signOut(s *site, query string) (*http.Response, string) {
+	b.t.Helper()
+	req, _ := http.NewRequest(http.MethodPost, s.url+"/oauth2/logout"+query, nil)
+	req.Header.Set("Accept", "text/html,application/xhtml+xml")
+	req.Header.Set("Origin", s.url)
+	return b.noFollow().do(req)
+}
+
 // cookies returns the jar's cookies for the site.
 func (b *browser) cookies(s *site) []*http.Cookie {
 	u, _ := http.NewRequest(http.MethodGet, s.url+"/", nil)

@@ -76,7 +76,7 @@ func TestNoTokenInLogsOrPages(t *testing.T) {
 	_, body := b.navigate(s.url + "/b")
 	pages = append(pages, body)
 	_, userinfo := b.fetch(s.url + "/oauth2/userinfo")
-	_, body = b.noFollow().navigate(s.url + "/oauth2/logout")
+	_, body = b.signOut(s, "")
 	pages = append(pages, body)
 
 	var accessAndRefresh, idTokens []string

@@ -40,16 +40,19 @@ func (h *Handler) serveCallback(w http.ResponseWriter, r *http.Request) error {
 		}
 	}
 
-	if e := q.Get("error"); e != "" {
-		desc := q.Get("error_description")
-		h.logger.Info("provider refused sign-in", zap.String("error", e), zap.String("error_description", desc))
-		return h.errorPage(w, r, http.StatusForbidden, "Sign-in was refused",
-			"The identity provider did not sign you in: "+truncate(e, 100)+describe(desc), true)
-	}
 	if !found {
-		h.logger.Info("callback with unknown, expired or replayed state")
+		// An error from the provider is shown only for a sign-in this
+		// browser started: anyone can make a link to the callback, and its
+		// text would appear on the site's own origin.
+		h.logger.Info("callback with unknown, expired or replayed state", zap.Bool("error", q.Has("error")))
 		return h.errorPage(w, r, http.StatusBadRequest, "Sign-in could not be completed",
 			"This sign-in link is unknown, expired or was already used.", true)
+	}
+	if e := q.Get("error"); e != "" {
+		desc := q.Get("error_description")
+		h.logger.Info("provider refused sign-in", zap.String("error", truncate(e, 100)), zap.String("error_description", truncate(desc, 300)))
+		return h.errorPage(w, r, http.StatusForbidden, "Sign-in was refused",
+			"The identity provider did not sign you in: "+truncate(e, 100)+describe(desc), true)
 	}
 	code := q.Get("code")
 	if code == "" {

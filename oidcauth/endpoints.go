@@ -37,16 +37,33 @@ func (h *Handler) serveUserinfo(w http.ResponseWriter, r *http.Request) error {
 }
 
 // serveLogout ends the local session and, when the provider supports
-// RP-initiated logout, the provider's session too. The ID token goes to the
-// provider as id_token_hint in an auto-submitted POST form rather than in a
-// redirect URL, so it does not end up in access logs (which record the
-// Location header) or browser history.
+// RP-initiated logout, the provider's session too.
+//
+// Only a POST that the site itself sent ends anything: a GET, or a POST
+// from another site (or one that names no origin), is answered with a page
+// that asks the user to confirm by pressing a button, which POSTs from the
+// site. Session cookies are SameSite=Lax, so they travel with top-level
+// navigations another site starts: a plain link must not sign anyone out,
+// here or, through the automatic id_token_hint, at the provider.
+//
+// The ID token goes to the provider as id_token_hint in an auto-submitted
+// POST form rather than in a redirect URL, so it does not end up in access
+// logs (which record the Location header) or browser history.
 func (h *Handler) serveLogout(w http.ResponseWriter, r *http.Request) error {
-	if r.Method != http.MethodGet && r.Method != http.MethodHead && r.Method != http.MethodPost {
+	switch r.Method {
+	case http.MethodGet, http.MethodHead, http.MethodPost:
+	default:
 		w.Header().Set("Allow", "GET, HEAD, POST")
 		return h.errorPage(w, r, http.StatusMethodNotAllowed, "Method not allowed", "Use GET or POST.", false)
 	}
 	rd := safeRedirect(r.URL.Query().Get("rd"))
+	if r.Method != http.MethodPost {
+		return h.logoutConfirmation(w, r, rd, http.StatusOK)
+	}
+	if from := h.logoutOrigins.Classify(r); !from.Own() {
+		h.logger.Info("sign-out request not sent by the site refused", zap.Stringer("from", from))
+		return h.logoutConfirmation(w, r, rd, http.StatusForbidden)
+	}
 	s, _ := h.loadSession(r)
 	if err := h.store.Delete(w, r); err != nil {
 		h.logger.Error("deleting session", zap.Error(err))

@@ -15,6 +15,7 @@ import (
 	"github.com/caddyserver/caddy/v2/modules/caddyhttp"
 	"go.uber.org/zap"
 
+	"github.com/oidcgate/caddy-oidc/internal/origin"
 	"github.com/oidcgate/caddy-oidc/internal/sessionstore"
 )
 
@@ -33,7 +34,7 @@ func init() {
 // |---|---|
 // | `/oauth2/callback` | authorization-code callback |
 // | `/oauth2/login?rd=/path` | start a sign-in, then return to `/path` |
-// | `/oauth2/logout?rd=/path` | end the session (and the provider's, when it supports RP-initiated logout) |
+// | `/oauth2/logout?rd=/path` | end the session (and the provider's, when it supports RP-initiated logout): a POST from the site itself; other requests get a page that asks to confirm |
 // | `/oauth2/userinfo` | JSON for the browser app: `sub`, `idToken` (claims), `rawIdToken` |
 //
 // For a signed-in request it sets these placeholders:
@@ -85,8 +86,9 @@ type Handler struct {
 	// afterwards. Default: `/oauth2/login`.
 	LoginPath string `json:"login_path,omitempty"`
 
-	// LogoutPath ends the session; `?rd=/path` names where to go afterwards.
-	// Default: `/oauth2/logout`.
+	// LogoutPath ends the session when the site itself POSTs to it; a GET,
+	// or a request from another site, gets a page with a button that does.
+	// `?rd=/path` names where to go afterwards. Default: `/oauth2/logout`.
 	LogoutPath string `json:"logout_path,omitempty"`
 
 	// UserinfoPath serves the signed-in user's ID token claims and raw ID
@@ -160,6 +162,8 @@ type Handler struct {
 	cookies       cookieSettings
 	loginCookies  cookieSettings
 	touchInterval time.Duration
+	// logoutOrigins decides whether a sign-out request is the site's own.
+	logoutOrigins origin.Policy
 	refreshes     *refreshGroup
 	logger        *zap.Logger
 	now           func() time.Time

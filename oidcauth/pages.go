@@ -68,6 +68,45 @@ func prefersJSON(r *http.Request) bool {
 	return strings.Contains(accept, "application/json") && !strings.Contains(accept, "text/html")
 }
 
+var logoutTemplate = template.Must(template.New("logout").Parse(`<!doctype html>
+<html lang="en"><head><meta charset="utf-8"><meta name="viewport" content="width=device-width">
+<title>Sign out</title>
+<style>body{font:16px/1.5 system-ui,sans-serif;max-width:36em;margin:4em auto;padding:0 1em;color:#222}h1{font-size:1.4em}</style>
+</head><body>
+<h1>Sign out?</h1>
+{{if .Refused}}<p>This sign-out request did not come from this site, so nothing was ended.</p>{{end}}
+<form method="post" action="{{.Action}}"><button type="submit">Sign out</button></form>
+</body></html>
+`))
+
+// logoutConfirmation answers with a page whose button signs out by a POST
+// from this site. It may not be framed, so no other page can overlay it
+// and trick the user into pressing the button.
+func (h *Handler) logoutConfirmation(w http.ResponseWriter, r *http.Request, rd string, status int) error {
+	action := h.LogoutPath
+	if rd != "/" {
+		action += "?rd=" + url.QueryEscape(rd)
+	}
+	hdr := w.Header()
+	hdr.Set("Cache-Control", "no-store")
+	if prefersJSON(r) {
+		writeJSON(w, status, map[string]string{
+			"error":   "confirm_logout",
+			"message": "sign out with a POST request from this site",
+		})
+		return nil
+	}
+	hdr.Set("Content-Type", "text/html; charset=utf-8")
+	hdr.Set("X-Content-Type-Options", "nosniff")
+	hdr.Set("X-Frame-Options", "DENY")
+	hdr.Set("Content-Security-Policy", "default-src 'none'; style-src 'unsafe-inline'; form-action 'self'; frame-ancestors 'none'")
+	w.WriteHeader(status)
+	return logoutTemplate.Execute(w, struct {
+		Action  string
+		Refused bool
+	}{action, status != http.StatusOK})
+}
+
 const autoPostScript = `document.forms[0].submit()`
 
 var autoPostTemplate = template.Must(template.New("post").Parse(`<!doctype html>

@@ -94,7 +94,14 @@ func SubmitForm(client *http.Client, pageURL, page string) (*http.Response, erro
 	if err != nil {
 		return nil, fmt.Errorf("form action %q: %w", f.action, err)
 	}
-	return client.PostForm(action.String(), f.values)
+	// Like a browser, say which origin the form was submitted from.
+	req, err := http.NewRequest(http.MethodPost, action.String(), strings.NewReader(f.values.Encode()))
+	if err != nil {
+		return nil, err
+	}
+	req.Header.Set("Content-Type", "application/x-www-form-urlencoded")
+	req.Header.Set("Origin", base.Scheme+"://"+base.Host)
+	return client.Do(req)
 }
 
 // htmlForm is what SignIn and SubmitForm need from a form.
