@@ -116,6 +116,13 @@ func (p *Provider) idToken(g grant, nonce, accessToken string, m Misbehavior) (s
 		c["azp"] = "someone-else"
 	case BadAtHash:
 		c["at_hash"] = atHash("not-" + accessToken)
+	case SeveralAudiencesNoAzp:
+		c["aud"] = []string{g.clientID, "other-audience"}
+		delete(c, "azp") // in case the configured claims carry one
+	case OtherSubject:
+		c["sub"] = "someone-else"
+	case AzpOfOtherParty:
+		c["azp"] = "someone-else"
 	}
 	return p.signPadded(c, m)
 }
@@ -138,6 +145,9 @@ func (p *Provider) applyMisbehavior(c map[string]any, m Misbehavior, now time.Ti
 	}
 	c["iat"] = iat.Unix()
 	c["exp"] = iat.Add(life).Unix()
+	if m == NoIat {
+		delete(c, "iat")
+	}
 }
 
 // signPadded signs an ID token and, if configured, re-signs it with a "pad"

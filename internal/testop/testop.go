@@ -71,25 +71,41 @@ const (
 	NoIDToken
 	// TokenEndpointError makes the token endpoint answer 500.
 	TokenEndpointError
+	// NoIat omits the iat claim; exp is still set relative to now.
+	NoIat
+	// SeveralAudiencesNoAzp sets aud to the client plus another audience
+	// without an azp claim, which OIDC Core 3.1.3.7 step 4 lets a relying
+	// party reject (ID tokens only).
+	SeveralAudiencesNoAzp
+	// OtherSubject issues ID tokens for a sub other than the grant's (ID
+	// tokens only).
+	OtherSubject
+	// AzpOfOtherParty keeps the client as the only audience but sets azp to
+	// another party (ID tokens only).
+	AzpOfOtherParty
 )
 
 var misbehaviorNames = [...]string{
-	MisbehaveNone:      "MisbehaveNone",
-	WrongNonce:         "WrongNonce",
-	WrongAudience:      "WrongAudience",
-	WrongIssuer:        "WrongIssuer",
-	BadSignature:       "BadSignature",
-	AlgNone:            "AlgNone",
-	Expired:            "Expired",
-	IssuedInFuture:     "IssuedInFuture",
-	MissingKid:         "MissingKid",
-	UnknownKid:         "UnknownKid",
-	WrongAzp:           "WrongAzp",
-	BadAtHash:          "BadAtHash",
-	HS256Signed:        "HS256Signed",
-	AccessDenied:       "AccessDenied",
-	NoIDToken:          "NoIDToken",
-	TokenEndpointError: "TokenEndpointError",
+	MisbehaveNone:         "MisbehaveNone",
+	WrongNonce:            "WrongNonce",
+	WrongAudience:         "WrongAudience",
+	WrongIssuer:           "WrongIssuer",
+	BadSignature:          "BadSignature",
+	AlgNone:               "AlgNone",
+	Expired:               "Expired",
+	IssuedInFuture:        "IssuedInFuture",
+	MissingKid:            "MissingKid",
+	UnknownKid:            "UnknownKid",
+	WrongAzp:              "WrongAzp",
+	BadAtHash:             "BadAtHash",
+	HS256Signed:           "HS256Signed",
+	AccessDenied:          "AccessDenied",
+	NoIDToken:             "NoIDToken",
+	TokenEndpointError:    "TokenEndpointError",
+	NoIat:                 "NoIat",
+	SeveralAudiencesNoAzp: "SeveralAudiencesNoAzp",
+	OtherSubject:          "OtherSubject",
+	AzpOfOtherParty:       "AzpOfOtherParty",
 }
 
 // String returns the constant's name, which makes subtest names readable.

@@ -12,6 +12,7 @@ import (
 	"net"
 	"net/http"
 	"net/url"
+	"slices"
 	"strings"
 	"sync"
 	"testing"
@@ -395,9 +396,82 @@ func TestRefresh(t *testing.T) {
 	wantGrantError(t, err, "invalid_grant")
 }
 
+// checkIDToken proves that raw, issued with accessToken in answer to an
+// authorization request with nonce, really shows misbehaviour m. r should
+// have a fresh key cache.
+func checkIDToken(t *testing.T, r *rp, m Misbehavior, raw, accessToken, nonce string) {
+	t.Helper()
+	idt, verr := r.verifier.Verify(t.Context(), raw)
+	c := jwtClaims(t, raw)
+	switch m {
+	case WrongAudience, WrongIssuer, BadSignature, AlgNone, Expired, UnknownKid, HS256Signed:
+		if verr == nil {
+			t.Fatal("go-oidc accepted the token")
+		}
+	case WrongNonce:
+		// go-oidc leaves the nonce to the caller.
+		if verr != nil || idt.Nonce == nonce || idt.Nonce == "" {
+			t.Errorf("err %v, nonce %q", verr, idt.Nonce)
+		}
+	case BadAtHash:
+		if verr != nil || idt.VerifyAccessToken(accessToken) == nil {
+			t.Errorf("err %v; at_hash accepted", verr)
+		}
+	case IssuedInFuture:
+		// go-oidc does not check iat; the relying party has to.
+		if verr != nil || time.Until(idt.IssuedAt) < 30*time.Minute {
+			t.Errorf("err %v, iat %v", verr, idt.IssuedAt)
+		}
+	case WrongAzp:
+		// go-oidc does not check azp (OIDC Core 3.1.3.7 step 5).
+		if verr != nil || c["azp"] == r.op.ClientID() || len(idt.Audience) < 2 {
+			t.Errorf("err %v, claims %v", verr, c)
+		}
+	case MissingKid:
+		// go-oidc tries every key; OIDC Core 10.1 demands a kid
+		// when the JWKS holds several keys.
+		if _, ok := jwtHeader(t, raw)["kid"]; ok {
+			t.Error("header has a kid")
+		}
+		if n := len(fetchJWKS(t, r.op).Keys); n < 2 {
+			t.Errorf("JWKS has %d keys, want >= 2", n)
+		}
+	case NoIat:
+		// go-oidc does not require iat; the relying party has to.
+		_, has := c["iat"]
+		if verr != nil || has || time.Until(idt.Expiry) < 59*time.Minute || time.Until(idt.Expiry) > time.Hour {
+			t.Errorf("err %v, claims %v", verr, c)
+		}
+	case SeveralAudiencesNoAzp:
+		_, has := c["azp"]
+		if verr != nil || has || !slices.Equal(idt.Audience, []string{r.op.ClientID(), "other-audience"}) {
+			t.Errorf("err %v, claims %v", verr, c)
+		}
+	case OtherSubject:
+		if verr != nil || idt.Subject != "someone-else" {
+			t.Errorf("err %v, sub %q", verr, idt.Subject)
+		}
+	case AzpOfOtherParty:
+		if verr != nil || c["aud"] != r.op.ClientID() || c["azp"] != "someone-else" {
+			t.Errorf("err %v, claims %v", verr, c)
+		}
+	default:
+		t.Fatalf("untested misbehavior %v", m)
+	}
+	if m == HS256Signed { // really an HMAC of the raw client secret
+		input := raw[:strings.LastIndexByte(raw, '.')]
+		mac := hmac.New(sha256.New, []byte(r.op.ClientSecret()))
+		mac.Write([]byte(input))
+		want := base64.RawURLEncoding.EncodeToString(mac.Sum(nil))
+		if !strings.HasSuffix(raw, "."+want) || jwtHeader(t, raw)["alg"] != "HS256" {
+			t.Error("not HMAC-SHA256 signed with the client secret")
+		}
+	}
+}
+
 func TestMisbehaviors(t *testing.T) {
 	p := newOP(t, Config{})
-	for m := WrongNonce; m <= TokenEndpointError; m++ {
+	for m := WrongNonce; int(m) < len(misbehaviorNames); m++ {
 		t.Run(m.String(), func(t *testing.T) {
 			r := newRP(t, p) // fresh key cache per case
 			p.SetMisbehavior(m)
@@ -425,53 +499,7 @@ func TestMisbehaviors(t *testing.T) {
 				}
 				return
 			}
-			idt, verr := r.verifier.Verify(t.Context(), l.rawIDToken)
-			switch m {
-			case WrongAudience, WrongIssuer, BadSignature, AlgNone, Expired, UnknownKid, HS256Signed:
-				if verr == nil {
-					t.Fatal("go-oidc accepted the token")
-				}
-			case WrongNonce:
-				// go-oidc leaves the nonce to the caller.
-				if verr != nil || idt.Nonce == l.nonce {
-					t.Errorf("err %v, nonce %q", verr, idt.Nonce)
-				}
-			case BadAtHash:
-				if verr != nil || idt.VerifyAccessToken(l.token.AccessToken) == nil {
-					t.Errorf("err %v; at_hash accepted", verr)
-				}
-			case IssuedInFuture:
-				// go-oidc does not check iat; the relying party has to.
-				if verr != nil || time.Until(idt.IssuedAt) < 30*time.Minute {
-					t.Errorf("err %v, iat %v", verr, idt.IssuedAt)
-				}
-			case WrongAzp:
-				// go-oidc does not check azp (OIDC Core 3.1.3.7 step 5).
-				c := jwtClaims(t, l.rawIDToken)
-				if verr != nil || c["azp"] == p.ClientID() || len(idt.Audience) < 2 {
-					t.Errorf("err %v, claims %v", verr, c)
-				}
-			case MissingKid:
-				// go-oidc tries every key; OIDC Core 10.1 demands a kid
-				// when the JWKS holds several keys.
-				if _, ok := jwtHeader(t, l.rawIDToken)["kid"]; ok {
-					t.Error("header has a kid")
-				}
-				if n := len(fetchJWKS(t, p).Keys); n < 2 {
-					t.Errorf("JWKS has %d keys, want >= 2", n)
-				}
-			default:
-				t.Fatalf("untested misbehavior %v", m)
-			}
-			if m == HS256Signed { // really an HMAC of the raw client secret
-				input := l.rawIDToken[:strings.LastIndexByte(l.rawIDToken, '.')]
-				mac := hmac.New(sha256.New, []byte(p.ClientSecret()))
-				mac.Write([]byte(input))
-				want := base64.RawURLEncoding.EncodeToString(mac.Sum(nil))
-				if !strings.HasSuffix(l.rawIDToken, "."+want) || jwtHeader(t, l.rawIDToken)["alg"] != "HS256" {
-					t.Error("not HMAC-SHA256 signed with the client secret")
-				}
-			}
+			checkIDToken(t, r, m, l.rawIDToken, l.token.AccessToken, l.nonce)
 		})
 	}
 	// Everything is back to normal afterwards.
@@ -526,6 +554,14 @@ func TestLogoutToken(t *testing.T) {
 	}
 	if typ := jwtHeader(t, raw)["typ"]; typ != "logout+jwt" {
 		t.Errorf("typ = %v", typ)
+	}
+	p.SetMisbehavior(NoIat)
+	raw, err = p.LogoutToken("user-1", "")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if c := jwtClaims(t, raw); c["iat"] != nil || c["exp"] == nil {
+		t.Errorf("NoIat: logout token claims %v", c)
 	}
 	for _, m := range []Misbehavior{WrongNonce, WrongIssuer, WrongAudience, Expired, BadSignature, AlgNone} {
 		p.SetMisbehavior(m)
