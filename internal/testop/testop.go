@@ -26,7 +26,8 @@ import (
 )
 
 // Misbehavior selects a deliberate protocol violation. It affects tokens and
-// responses produced after [Provider.SetMisbehavior] is called.
+// responses produced after [Provider.SetMisbehavior] (or, for refreshes only,
+// [Provider.SetRefreshMisbehavior]) is called.
 type Misbehavior int
 
 // The misbehaviours. Unless noted otherwise they apply to every ID token the
@@ -153,6 +154,8 @@ type Provider struct {
 
 	mu             sync.Mutex
 	misbehavior    Misbehavior
+	onRefresh      Misbehavior // wins over misbehavior for refresh grants
+	noIDOnRefresh  bool        // RefreshIDTokens(false)
 	down           bool
 	claims         map[string]any
 	current        *signingKey
@@ -309,23 +312,63 @@ func (p *Provider) Close() { p.closer.Do(p.srv.Close) }
 // SetMisbehavior selects the misbehaviour for subsequent tokens and
 // responses; MisbehaveNone restores correct behaviour.
 func (p *Provider) SetMisbehavior(m Misbehavior) {
+	p.prepareKeys(m)
 	p.mu.Lock()
-	need := (m == MissingKid && p.decoy == nil) || (m == UnknownKid && p.rogue == nil)
+	p.misbehavior = m
 	p.mu.Unlock()
-	// RSA key generation is slow, so it runs outside the lock and only once.
-	var extra *signingKey
-	if need {
-		extra, _ = newSigningKey() // cannot fail with crypto/rand; sign reports a nil key
+}
+
+// SetRefreshMisbehavior selects a misbehaviour for the refresh_token grant
+// only, so that a login succeeds and a later refresh misbehaves. For refresh
+// grants it wins over [Provider.SetMisbehavior]; MisbehaveNone removes it,
+// and refreshes follow SetMisbehavior again. Besides the ID token
+// misbehaviours, NoIDToken and TokenEndpointError work here too.
+func (p *Provider) SetRefreshMisbehavior(m Misbehavior) {
+	p.prepareKeys(m)
+	p.mu.Lock()
+	p.onRefresh = m
+	p.mu.Unlock()
+}
+
+// prepareKeys makes the extra key that m needs, if any. Errors cannot
+// happen with crypto/rand; sign reports a missing key should they ever.
+func (p *Provider) prepareKeys(m Misbehavior) {
+	switch m {
+	case MissingKid:
+		_, _ = p.extraKey(&p.decoy)
+	case UnknownKid:
+		_, _ = p.extraKey(&p.rogue)
+	}
+}
+
+// extraKey returns the key in slot (p.decoy or p.rogue), generating it on
+// first use. RSA key generation is slow, so it runs outside the lock; if two
+// callers race, the first key stored wins.
+func (p *Provider) extraKey(slot **signingKey) (*signingKey, error) {
+	p.mu.Lock()
+	k := *slot
+	p.mu.Unlock()
+	if k != nil {
+		return k, nil
+	}
+	k, err := newSigningKey()
+	if err != nil {
+		return nil, err
 	}
 	p.mu.Lock()
 	defer p.mu.Unlock()
-	p.misbehavior = m
-	switch {
-	case m == MissingKid && p.decoy == nil:
-		p.decoy = extra
-	case m == UnknownKid && p.rogue == nil:
-		p.rogue = extra
+	if *slot == nil {
+		*slot = k
 	}
+	return *slot, nil
+}
+
+// RefreshIDTokens sets whether refresh_token grants answer with an ID token,
+// as OIDC Core 12.2 leaves it to the provider. The default is on.
+func (p *Provider) RefreshIDTokens(on bool) {
+	p.mu.Lock()
+	p.noIDOnRefresh = !on
+	p.mu.Unlock()
 }
 
 // SetClaims replaces the extra ID token claims, with the same merge rules as
@@ -567,8 +610,13 @@ func (p *Provider) handleToken(w http.ResponseWriter, r *http.Request) {
 		oauthError(w, http.StatusBadRequest, "invalid_request", "malformed form body")
 		return
 	}
+	refresh := r.PostForm.Get("grant_type") == "refresh_token"
 	p.mu.Lock()
 	m := p.misbehavior
+	if refresh && p.onRefresh != MisbehaveNone {
+		m = p.onRefresh
+	}
+	withIDToken := !refresh || !p.noIDOnRefresh
 	p.mu.Unlock()
 	if m == TokenEndpointError {
 		oauthError(w, http.StatusInternalServerError, "server_error", "induced failure")
@@ -581,9 +629,9 @@ func (p *Provider) handleToken(w http.ResponseWriter, r *http.Request) {
 	}
 	switch r.PostForm.Get("grant_type") {
 	case "authorization_code":
-		p.codeGrant(w, r.PostForm)
+		p.codeGrant(w, r.PostForm, m)
 	case "refresh_token":
-		p.refreshGrant(w, r.PostForm)
+		p.refreshGrant(w, r.PostForm, m, withIDToken)
 	default:
 		oauthError(w, http.StatusBadRequest, "unsupported_grant_type", "")
 	}
@@ -611,7 +659,7 @@ func (p *Provider) authenticateClient(r *http.Request) bool {
 	return id == p.cfg.ClientID && secret == p.cfg.ClientSecret
 }
 
-func (p *Provider) codeGrant(w http.ResponseWriter, form url.Values) {
+func (p *Provider) codeGrant(w http.ResponseWriter, form url.Values, m Misbehavior) {
 	// Codes are single-use: remove it whatever the outcome of the checks.
 	p.mu.Lock()
 	c, ok := p.codes[form.Get("code")]
@@ -625,11 +673,11 @@ func (p *Provider) codeGrant(w http.ResponseWriter, form url.Values) {
 	case !validVerifier(form.Get("code_verifier")) || s256(form.Get("code_verifier")) != c.codeChallenge:
 		oauthError(w, http.StatusBadRequest, "invalid_grant", "PKCE verification failed")
 	default:
-		p.issueTokens(w, c.grant, c.nonce, c.scope)
+		p.issueTokens(w, c.grant, c.nonce, c.scope, m, true)
 	}
 }
 
-func (p *Provider) refreshGrant(w http.ResponseWriter, form url.Values) {
+func (p *Provider) refreshGrant(w http.ResponseWriter, form url.Values, m Misbehavior, withIDToken bool) {
 	rt := form.Get("refresh_token")
 	p.mu.Lock()
 	g, ok := p.refreshTokens[rt]
@@ -652,7 +700,7 @@ func (p *Provider) refreshGrant(w http.ResponseWriter, form url.Values) {
 		}
 		scope = s
 	}
-	p.issueTokens(w, g, "", scope)
+	p.issueTokens(w, g, "", scope, m, withIDToken)
 }
 
 func hasScope(scope, want string) bool { return slices.Contains(strings.Fields(scope), want) }
@@ -675,9 +723,10 @@ func s256(v string) string {
 	return base64.RawURLEncoding.EncodeToString(sum[:])
 }
 
-// issueTokens answers a successful grant. The refresh token keeps the
-// original grant (scope included) so refreshes can never widen it.
-func (p *Provider) issueTokens(w http.ResponseWriter, g grant, nonce, scope string) {
+// issueTokens answers a successful grant with misbehaviour m. The refresh
+// token keeps the original grant (scope included) so refreshes can never
+// widen it.
+func (p *Provider) issueTokens(w http.ResponseWriter, g grant, nonce, scope string, m Misbehavior, withIDToken bool) {
 	access := randomString(p.cfg.AccessTokenSize)
 	refresh := randomString(43)
 	p.mu.Lock()
@@ -685,7 +734,6 @@ func (p *Provider) issueTokens(w http.ResponseWriter, g grant, nonce, scope stri
 	p.accessTokens[access] = accessToken{subject: g.subject, expires: time.Now().Add(ttl)}
 	p.refreshTokens[refresh] = g
 	p.issued = append(p.issued, access, refresh)
-	m := p.misbehavior
 	p.mu.Unlock()
 
 	resp := map[string]any{
@@ -696,7 +744,7 @@ func (p *Provider) issueTokens(w http.ResponseWriter, g grant, nonce, scope stri
 		"scope":         scope,
 	}
 	// Like real providers, only OpenID requests get an ID token.
-	if hasScope(scope, "openid") && m != NoIDToken {
+	if hasScope(scope, "openid") && withIDToken && m != NoIDToken {
 		idt, err := p.idToken(g, nonce, access, m)
 		if err != nil {
 			oauthError(w, http.StatusInternalServerError, "server_error", err.Error())
@@ -713,7 +761,7 @@ func (p *Provider) issueTokens(w http.ResponseWriter, g grant, nonce, scope stri
 func (p *Provider) handleKeys(w http.ResponseWriter, _ *http.Request) {
 	p.mu.Lock()
 	keys := slices.Clone(p.published)
-	if p.misbehavior == MissingKid && p.decoy != nil {
+	if (p.misbehavior == MissingKid || p.onRefresh == MissingKid) && p.decoy != nil {
 		keys = append(keys, p.decoy)
 	}
 	p.mu.Unlock()

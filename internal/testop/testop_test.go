@@ -396,6 +396,13 @@ func TestRefresh(t *testing.T) {
 	wantGrantError(t, err, "invalid_grant")
 }
 
+// idTokenMisbehaviors are the misbehaviours that show in the ID token itself.
+var idTokenMisbehaviors = []Misbehavior{
+	WrongNonce, WrongAudience, WrongIssuer, BadSignature, AlgNone, Expired, IssuedInFuture,
+	MissingKid, UnknownKid, WrongAzp, BadAtHash, HS256Signed,
+	NoIat, SeveralAudiencesNoAzp, OtherSubject, AzpOfOtherParty,
+}
+
 // checkIDToken proves that raw, issued with accessToken in answer to an
 // authorization request with nonce, really shows misbehaviour m. r should
 // have a fresh key cache.
@@ -506,6 +513,97 @@ func TestMisbehaviors(t *testing.T) {
 	r := newRP(t, p)
 	if _, err := r.verifier.Verify(t.Context(), r.mustLogin(t).rawIDToken); err != nil {
 		t.Errorf("after reset: %v", err)
+	}
+}
+
+// refresh forces a refresh_token grant for tok.
+func (r *rp) refresh(ctx context.Context, tok *oauth2.Token) (*oauth2.Token, error) {
+	stale := *tok
+	stale.Expiry = time.Now().Add(-time.Minute)
+	return r.conf.TokenSource(ctx, &stale).Token()
+}
+
+func (r *rp) mustRefresh(t *testing.T, tok *oauth2.Token) (*oauth2.Token, string) {
+	t.Helper()
+	fresh, err := r.refresh(t.Context(), tok)
+	if err != nil {
+		t.Fatalf("refresh: %v", err)
+	}
+	raw, _ := fresh.Extra("id_token").(string)
+	return fresh, raw
+}
+
+func TestRefreshMisbehavior(t *testing.T) {
+	p := newOP(t, Config{})
+	for _, m := range idTokenMisbehaviors {
+		t.Run(m.String(), func(t *testing.T) {
+			r := newRP(t, p) // fresh key cache per case
+			p.SetRefreshMisbehavior(m)
+			defer p.SetRefreshMisbehavior(MisbehaveNone)
+			l := r.mustLogin(t)
+			if _, err := r.verifier.Verify(t.Context(), l.rawIDToken); err != nil {
+				t.Fatalf("the code grant misbehaved: %v", err)
+			}
+			fresh, raw := r.mustRefresh(t, l.token)
+			checkIDToken(t, r, m, raw, fresh.AccessToken, "")
+		})
+	}
+
+	t.Run("wins over SetMisbehavior", func(t *testing.T) {
+		r := newRP(t, p)
+		p.SetMisbehavior(WrongIssuer)
+		defer p.SetMisbehavior(MisbehaveNone)
+		p.SetRefreshMisbehavior(OtherSubject)
+		l := r.mustLogin(t)
+		if iss := jwtClaims(t, l.rawIDToken)["iss"]; iss == p.Issuer() {
+			t.Error("the code grant ignored SetMisbehavior")
+		}
+		tok, raw := r.mustRefresh(t, l.token)
+		checkIDToken(t, r, OtherSubject, raw, tok.AccessToken, "")
+
+		p.SetRefreshMisbehavior(MisbehaveNone) // refreshes follow SetMisbehavior again
+		_, raw = r.mustRefresh(t, tok)
+		if iss := jwtClaims(t, raw)["iss"]; iss == p.Issuer() {
+			t.Error("refresh ignored SetMisbehavior")
+		}
+	})
+
+	t.Run("endpoint errors", func(t *testing.T) {
+		r := newRP(t, p)
+		defer p.SetRefreshMisbehavior(MisbehaveNone)
+		l := r.mustLogin(t)
+		p.SetRefreshMisbehavior(NoIDToken)
+		tok, raw := r.mustRefresh(t, l.token)
+		if raw != "" || tok.AccessToken == "" {
+			t.Errorf("NoIDToken: token = %+v", tok)
+		}
+		p.SetRefreshMisbehavior(TokenEndpointError)
+		_, err := r.refresh(t.Context(), tok)
+		var re *oauth2.RetrieveError
+		if !errors.As(err, &re) || re.Response.StatusCode != http.StatusInternalServerError {
+			t.Errorf("TokenEndpointError: err = %v, want 500", err)
+		}
+		r.mustLogin(t) // the code grant still works
+	})
+}
+
+func TestRefreshIDTokens(t *testing.T) {
+	p := newOP(t, Config{})
+	r := newRP(t, p)
+	p.RefreshIDTokens(false)
+	l := r.mustLogin(t)
+	if l.rawIDToken == "" {
+		t.Fatal("the code grant lost its ID token")
+	}
+	tok, raw := r.mustRefresh(t, l.token)
+	if raw != "" || tok.AccessToken == "" {
+		t.Errorf("refresh with RefreshIDTokens(false): token = %+v", tok)
+	}
+	p.RefreshIDTokens(true)
+	if _, raw := r.mustRefresh(t, tok); raw == "" {
+		t.Error("refresh with RefreshIDTokens(true) has no ID token")
+	} else if _, err := r.verifier.Verify(t.Context(), raw); err != nil {
+		t.Errorf("refreshed ID token: %v", err)
 	}
 }
 
