@@ -167,6 +167,8 @@ type Provider struct {
 	accessTokens   map[string]accessToken
 	tokenCalls     int
 	refreshCalls   int
+	keyFetches     int
+	discoveries    int
 	lastAuthorize  url.Values
 	lastEndSession url.Values
 	issued         []string // every token value handed out, for leak checks
@@ -416,6 +418,22 @@ func (p *Provider) TokenCalls() int {
 	return p.tokenCalls
 }
 
+// KeyFetches returns the number of GET requests for the JWKS, including
+// those answered 503 while down.
+func (p *Provider) KeyFetches() int {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	return p.keyFetches
+}
+
+// DiscoveryFetches returns the number of GET requests for the discovery
+// document, including those answered 503 while down.
+func (p *Provider) DiscoveryFetches() int {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	return p.discoveries
+}
+
 // SetAccessTokenTTL changes the lifetime of access tokens issued from now on.
 func (p *Provider) SetAccessTokenTTL(d time.Duration) {
 	p.mu.Lock()
@@ -488,11 +506,22 @@ func cloneValues(v url.Values) url.Values {
 	return out
 }
 
-// middleware counts token requests before the down check, so tests can see
-// that a relying party did try to reach an unavailable provider.
+// middleware counts token, JWKS and discovery requests before the down
+// check, so tests can see that a relying party did try to reach an
+// unavailable provider.
 func (p *Provider) middleware(next http.Handler) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		r.Body = http.MaxBytesReader(w, r.Body, 1<<20)
+		if r.Method == http.MethodGet {
+			p.mu.Lock()
+			switch r.URL.Path {
+			case "/keys":
+				p.keyFetches++
+			case "/.well-known/openid-configuration":
+				p.discoveries++
+			}
+			p.mu.Unlock()
+		}
 		if r.URL.Path == "/token" {
 			_ = r.ParseForm() // errors are reported by handleToken
 			p.mu.Lock()

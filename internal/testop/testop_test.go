@@ -767,6 +767,50 @@ func TestDownAndFixedAddr(t *testing.T) {
 	p.Close() // idempotent
 }
 
+func TestFetchCounts(t *testing.T) {
+	p := newOP(t, Config{})
+	if p.KeyFetches() != 0 || p.DiscoveryFetches() != 0 {
+		t.Fatalf("fetches = %d/%d before any request", p.KeyFetches(), p.DiscoveryFetches())
+	}
+	r := newRP(t, p)
+	if p.DiscoveryFetches() != 1 || p.KeyFetches() != 0 {
+		t.Errorf("after discovery: fetches = %d/%d, want 1/0", p.DiscoveryFetches(), p.KeyFetches())
+	}
+	if _, err := r.verifier.Verify(t.Context(), r.mustLogin(t).rawIDToken); err != nil {
+		t.Fatal(err)
+	}
+	if p.KeyFetches() != 1 {
+		t.Errorf("after the first verification: KeyFetches = %d, want 1", p.KeyFetches())
+	}
+	if _, err := r.verifier.Verify(t.Context(), r.mustLogin(t).rawIDToken); err != nil {
+		t.Fatal(err)
+	}
+	if p.KeyFetches() != 1 {
+		t.Errorf("go-oidc's key cache was bypassed: KeyFetches = %d, want 1", p.KeyFetches())
+	}
+
+	p.SetDown(true)
+	for _, path := range []string{"/keys", "/.well-known/openid-configuration"} {
+		resp, err := http.Get(p.Issuer() + path)
+		if err != nil {
+			t.Fatal(err)
+		}
+		resp.Body.Close()
+	}
+	if p.KeyFetches() != 2 || p.DiscoveryFetches() != 2 {
+		t.Errorf("while down: fetches = %d/%d, want 2/2", p.KeyFetches(), p.DiscoveryFetches())
+	}
+	p.SetDown(false)
+	resp, err := http.Post(p.Issuer()+"/keys", "text/plain", nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp.Body.Close()
+	if p.KeyFetches() != 2 {
+		t.Errorf("a POST /keys counted: KeyFetches = %d", p.KeyFetches())
+	}
+}
+
 func TestGarbageInput(t *testing.T) {
 	p := newOP(t, Config{})
 	reqs := []struct{ method, path, ctype, body string }{
