@@ -142,6 +142,11 @@ type Config struct {
 	// Addr is the listen address. Default "127.0.0.1:0". A fixed port lets a
 	// test start the provider after a relying party was configured for it.
 	Addr string
+	// SigningAlgs is what discovery announces as
+	// id_token_signing_alg_values_supported. Default ["RS256"]. It changes
+	// nothing about how tokens are signed; announcing "none" or "HS256"
+	// lets tests check that a relying party does not trust the announcement.
+	SigningAlgs []string
 }
 
 // Provider is a running test OpenID provider. All methods are safe for
@@ -212,6 +217,10 @@ func New(cfg Config) (*Provider, error) {
 	if cfg.AccessTokenSize <= 0 {
 		cfg.AccessTokenSize = 64
 	}
+	if len(cfg.SigningAlgs) == 0 {
+		cfg.SigningAlgs = []string{"RS256"}
+	}
+	cfg.SigningAlgs = slices.Clone(cfg.SigningAlgs) // the caller may reuse its slice
 	claims, err := mergeClaims(cfg.Claims)
 	if err != nil {
 		return nil, err
@@ -553,7 +562,7 @@ func (p *Provider) handleDiscovery(w http.ResponseWriter, _ *http.Request) {
 		"response_types_supported":              []string{"code"},
 		"grant_types_supported":                 []string{"authorization_code", "refresh_token"},
 		"subject_types_supported":               []string{"public"},
-		"id_token_signing_alg_values_supported": []string{"RS256"},
+		"id_token_signing_alg_values_supported": p.cfg.SigningAlgs,
 		"code_challenge_methods_supported":      []string{"S256"},
 		"token_endpoint_auth_methods_supported": []string{"client_secret_basic", "client_secret_post"},
 		"scopes_supported":                      []string{"openid", "profile", "email", "offline_access"},

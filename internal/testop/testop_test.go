@@ -811,6 +811,39 @@ func TestFetchCounts(t *testing.T) {
 	}
 }
 
+func TestSigningAlgs(t *testing.T) {
+	announced := func(p *Provider) []string {
+		t.Helper()
+		resp, err := http.Get(p.Issuer() + "/.well-known/openid-configuration")
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer resp.Body.Close()
+		var doc struct {
+			Algs []string `json:"id_token_signing_alg_values_supported"`
+		}
+		if err := json.NewDecoder(resp.Body).Decode(&doc); err != nil {
+			t.Fatal(err)
+		}
+		return doc.Algs
+	}
+	if got := announced(newOP(t, Config{})); !slices.Equal(got, []string{"RS256"}) {
+		t.Errorf("default: announced %q, want [RS256]", got)
+	}
+	algs := []string{"none", "HS256", "RS256"}
+	p := newOP(t, Config{SigningAlgs: algs})
+	algs[0] = "changed" // the provider keeps its own copy
+	if got := announced(p); !slices.Equal(got, []string{"none", "HS256", "RS256"}) {
+		t.Errorf("announced %q", got)
+	}
+	// Tokens are still RS256 signed.
+	r := newRP(t, p)
+	l := r.mustLogin(t)
+	if _, err := r.verifier.Verify(t.Context(), l.rawIDToken); err != nil || jwtHeader(t, l.rawIDToken)["alg"] != "RS256" {
+		t.Errorf("verify: %v", err)
+	}
+}
+
 func TestGarbageInput(t *testing.T) {
 	p := newOP(t, Config{})
 	reqs := []struct{ method, path, ctype, body string }{
