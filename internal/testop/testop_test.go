@@ -3,6 +3,7 @@ package testop
 import (
 	"context"
 	"crypto/hmac"
+	"crypto/rsa"
 	"crypto/sha256"
 	"encoding/base64"
 	"encoding/json"
@@ -670,6 +671,109 @@ func TestLogoutToken(t *testing.T) {
 		if _, err := v.VerifyLogout(t.Context(), raw); err == nil {
 			t.Errorf("%v: logout token accepted", m)
 		}
+	}
+}
+
+func TestSignLogoutToken(t *testing.T) {
+	p := newOP(t, Config{})
+	v := newRP(t, p).verifier
+	p.SetMisbehavior(WrongIssuer) // must not apply
+	defer p.SetMisbehavior(MisbehaveNone)
+
+	raw, err := p.SignLogoutToken(map[string]any{"sub": "user-1", "sid": "sid-9"}, "logout+jwt")
+	if err != nil {
+		t.Fatal(err)
+	}
+	lt, err := v.VerifyLogout(t.Context(), raw)
+	if err != nil {
+		t.Fatalf("VerifyLogout: %v", err)
+	}
+	if lt.Issuer != p.Issuer() || lt.Subject != "user-1" || lt.SessionID != "sid-9" || lt.TokenID == "" ||
+		time.Since(lt.IssuedAt) > time.Minute || time.Until(lt.Expiry) < time.Minute || time.Until(lt.Expiry) > 2*time.Minute {
+		t.Errorf("logout token = %+v", lt)
+	}
+	h := jwtHeader(t, raw)
+	if h["typ"] != "logout+jwt" || h["alg"] != "RS256" || h["kid"] != fetchJWKS(t, p).Keys[0].KeyID {
+		t.Errorf("header = %v", h)
+	}
+	other, err := p.SignLogoutToken(map[string]any{"sub": "user-1"}, "logout+jwt")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if jwtClaims(t, other)["jti"] == jwtClaims(t, raw)["jti"] {
+		t.Error("jti repeats")
+	}
+
+	// Overrides, removals and no typ header.
+	raw, err = p.SignLogoutToken(map[string]any{"sid": "s", "iat": nil, "events": nil, "aud": []string{"x", p.ClientID()}}, "")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, ok := jwtHeader(t, raw)["typ"]; ok {
+		t.Errorf("header = %v, want no typ", jwtHeader(t, raw))
+	}
+	c := jwtClaims(t, raw)
+	_, hasIat := c["iat"]
+	_, hasEvents := c["events"]
+	aud, _ := c["aud"].([]any)
+	if hasIat || hasEvents || c["exp"] == nil || c["jti"] == nil || len(aud) != 2 {
+		t.Errorf("claims = %v", c)
+	}
+	if _, err := v.VerifyLogout(t.Context(), raw); err == nil {
+		t.Error("logout token without events accepted")
+	}
+	if _, err := p.SignLogoutToken(map[string]any{"bad": func() {}}, ""); err == nil {
+		t.Error("unencodable claims accepted")
+	}
+}
+
+func TestSignWithUnknownKid(t *testing.T) {
+	p := newOP(t, Config{})
+	r := newRP(t, p)
+	claims := map[string]any{"iss": p.Issuer(), "aud": p.ClientID(), "sub": "x", "exp": time.Now().Add(time.Minute).Unix()}
+	published := map[string]bool{}
+	for _, k := range fetchJWKS(t, p).Keys {
+		published[k.KeyID] = true
+	}
+	seen := map[string]bool{}
+	var rogue *signingKey
+	for range 2 {
+		raw, err := p.SignWithUnknownKid(claims)
+		if err != nil {
+			t.Fatal(err)
+		}
+		p.mu.Lock()
+		rogue = p.rogue
+		p.mu.Unlock()
+		kid, _ := jwtHeader(t, raw)["kid"].(string)
+		if kid == "" || published[kid] || seen[kid] {
+			t.Errorf("kid %q is empty, published or repeated", kid)
+		}
+		seen[kid] = true
+		if _, err := r.verifier.Verify(t.Context(), raw); err == nil {
+			t.Error("go-oidc accepted a token of an unpublished key")
+		}
+		// A real RS256 signature over exactly the given claims.
+		jws, err := jose.ParseSigned(raw, []jose.SignatureAlgorithm{jose.RS256})
+		if err != nil {
+			t.Fatal(err)
+		}
+		payload, err := jws.Verify(&rogue.priv.PublicKey)
+		if err != nil {
+			t.Fatalf("signature: %v", err)
+		}
+		want, _ := json.Marshal(claims)
+		if string(payload) != string(want) {
+			t.Errorf("payload = %s, want %s", payload, want)
+		}
+	}
+	for _, k := range fetchJWKS(t, p).Keys {
+		if pub, _ := k.Key.(*rsa.PublicKey); seen[k.KeyID] || pub == nil || pub.Equal(&rogue.priv.PublicKey) {
+			t.Errorf("JWKS publishes %q", k.KeyID)
+		}
+	}
+	if _, err := p.SignWithUnknownKid(map[string]any{"bad": func() {}}); err == nil {
+		t.Error("unencodable claims accepted")
 	}
 }
 
