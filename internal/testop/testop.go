@@ -176,6 +176,8 @@ type Provider struct {
 	discoveries    int
 	lastAuthorize  url.Values
 	lastEndSession url.Values
+	lastTokenForm  url.Values
+	lastTokenHdr   http.Header
 	issued         []string // every token value handed out, for leak checks
 	tokenTTL       time.Duration
 }
@@ -481,6 +483,15 @@ func (p *Provider) LastEndSessionRequest() url.Values {
 	return cloneValues(p.lastEndSession)
 }
 
+// LastTokenRequest returns copies of the form body and the headers of the
+// most recent token endpoint request, whatever its outcome, or nils if there
+// was none.
+func (p *Provider) LastTokenRequest() (form url.Values, header http.Header) {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	return cloneValues(p.lastTokenForm), p.lastTokenHdr.Clone()
+}
+
 // RevokeRefreshTokens invalidates every refresh token issued so far; later
 // refresh_token grants with them answer 400 invalid_grant. Logins after the
 // call get fresh, valid refresh tokens.
@@ -515,9 +526,9 @@ func cloneValues(v url.Values) url.Values {
 	return out
 }
 
-// middleware counts token, JWKS and discovery requests before the down
-// check, so tests can see that a relying party did try to reach an
-// unavailable provider.
+// middleware counts token, JWKS and discovery requests, and records token
+// requests, before the down check, so tests can see that a relying party did
+// try to reach an unavailable provider.
 func (p *Provider) middleware(next http.Handler) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		r.Body = http.MaxBytesReader(w, r.Body, 1<<20)
@@ -538,6 +549,8 @@ func (p *Provider) middleware(next http.Handler) http.Handler {
 			if r.PostForm.Get("grant_type") == "refresh_token" {
 				p.refreshCalls++
 			}
+			p.lastTokenForm = cloneValues(r.PostForm)
+			p.lastTokenHdr = r.Header.Clone()
 			p.mu.Unlock()
 		}
 		p.mu.Lock()

@@ -281,6 +281,44 @@ func wantGrantError(t *testing.T, err error, code string) {
 	}
 }
 
+func TestLastTokenRequest(t *testing.T) {
+	p := newOP(t, Config{})
+	if form, hdr := p.LastTokenRequest(); form != nil || hdr != nil {
+		t.Errorf("before any request: %v %v", form, hdr)
+	}
+	r := newRP(t, p)
+	r.conf.Endpoint.AuthStyle = oauth2.AuthStyleInHeader
+	l := r.mustLogin(t)
+	form, hdr := p.LastTokenRequest()
+	if form.Get("grant_type") != "authorization_code" || form.Get("code") != l.code ||
+		form.Get("code_verifier") != l.verifier || form.Has("client_secret") {
+		t.Errorf("form = %v", form)
+	}
+	if !strings.HasPrefix(hdr.Get("Authorization"), "Basic ") || hdr.Get("Content-Type") != "application/x-www-form-urlencoded" {
+		t.Errorf("header = %v", hdr)
+	}
+	form.Set("grant_type", "changed") // copies: the provider's record stays
+	hdr.Del("Authorization")
+	if form, hdr := p.LastTokenRequest(); form.Get("grant_type") != "authorization_code" || hdr.Get("Authorization") == "" {
+		t.Error("LastTokenRequest returned the provider's own maps")
+	}
+
+	r.conf.Endpoint.AuthStyle = oauth2.AuthStyleInParams
+	r.mustRefresh(t, l.token)
+	form, hdr = p.LastTokenRequest()
+	if form.Get("grant_type") != "refresh_token" || form.Get("refresh_token") != l.token.RefreshToken ||
+		form.Get("client_secret") != p.ClientSecret() || hdr.Get("Authorization") != "" {
+		t.Errorf("refresh: form %v, header %v", form, hdr)
+	}
+
+	p.SetDown(true) // recorded even when refused
+	defer p.SetDown(false)
+	_, _ = r.refresh(t.Context(), l.token)
+	if form, _ := p.LastTokenRequest(); form.Get("refresh_token") != l.token.RefreshToken || p.TokenCalls() != 3 {
+		t.Errorf("while down: form %v", form)
+	}
+}
+
 func TestCodeChecks(t *testing.T) {
 	p := newOP(t, Config{})
 	r := newRP(t, p)
