@@ -156,6 +156,7 @@ type Provider struct {
 	issuer string
 	srv    *httptest.Server
 	closer sync.Once
+	closed chan struct{} // closed by Close, lets a held token request go
 
 	mu             sync.Mutex
 	misbehavior    Misbehavior
@@ -180,6 +181,7 @@ type Provider struct {
 	lastTokenHdr   http.Header
 	issued         []string // every token value handed out, for leak checks
 	tokenTTL       time.Duration
+	pause          *tokenPause // armed by PauseTokenEndpoint
 }
 
 // grant is what an authorization (and every refresh of it) stands for.
@@ -203,6 +205,15 @@ type accessToken struct {
 	subject string
 	expires time.Time
 }
+
+// tokenPause holds one token request; see [Provider.PauseTokenEndpoint].
+type tokenPause struct {
+	arrived chan struct{} // closed when the request arrives
+	release chan struct{} // closed by resume
+	once    sync.Once
+}
+
+func (tp *tokenPause) resume() { tp.once.Do(func() { close(tp.release) }) }
 
 // codeTTL bounds how long an authorization code stays redeemable.
 const codeTTL = 5 * time.Minute
@@ -239,6 +250,7 @@ func New(cfg Config) (*Provider, error) {
 	}
 	p := &Provider{
 		cfg:           cfg,
+		closed:        make(chan struct{}),
 		tokenTTL:      cfg.AccessTokenTTL,
 		issuer:        issuerFor(ln.Addr()),
 		claims:        claims,
@@ -319,8 +331,14 @@ func (p *Provider) ClientID() string { return p.cfg.ClientID }
 // ClientSecret returns the configured (or default) client secret.
 func (p *Provider) ClientSecret() string { return p.cfg.ClientSecret }
 
-// Close stops the server and waits for in-flight requests. It is idempotent.
-func (p *Provider) Close() { p.closer.Do(p.srv.Close) }
+// Close stops the server and waits for in-flight requests; a token request
+// held by [Provider.PauseTokenEndpoint] is let go first. It is idempotent.
+func (p *Provider) Close() {
+	p.closer.Do(func() {
+		close(p.closed)
+		p.srv.Close()
+	})
+}
 
 // SetMisbehavior selects the misbehaviour for subsequent tokens and
 // responses; MisbehaveNone restores correct behaviour.
@@ -483,6 +501,24 @@ func (p *Provider) LastEndSessionRequest() url.Values {
 	return cloneValues(p.lastEndSession)
 }
 
+// PauseTokenEndpoint makes the next token endpoint request wait, once it has
+// been counted and recorded, until resume is called; arrived is closed when
+// that request arrives. Everything else about the request (down, grant,
+// misbehaviour) is decided after it resumes, so a test can change the
+// provider, or land a logout at the relying party, while a refresh is in
+// flight. Only that one request is held; further requests pass. resume may
+// be called any number of times, also before the request arrives, which then
+// passes without waiting. A later call replaces a pause no request has taken
+// yet. The held request also goes on if its client gives up or the provider
+// is closed.
+func (p *Provider) PauseTokenEndpoint() (arrived <-chan struct{}, resume func()) {
+	tp := &tokenPause{arrived: make(chan struct{}), release: make(chan struct{})}
+	p.mu.Lock()
+	p.pause = tp
+	p.mu.Unlock()
+	return tp.arrived, tp.resume
+}
+
 // LastTokenRequest returns copies of the form body and the headers of the
 // most recent token endpoint request, whatever its outcome, or nils if there
 // was none.
@@ -526,9 +562,9 @@ func cloneValues(v url.Values) url.Values {
 	return out
 }
 
-// middleware counts token, JWKS and discovery requests, and records token
-// requests, before the down check, so tests can see that a relying party did
-// try to reach an unavailable provider.
+// middleware counts token, JWKS and discovery requests, and records (and
+// maybe holds) token requests, before the down check, so tests can see that
+// a relying party did try to reach an unavailable provider.
 func (p *Provider) middleware(next http.Handler) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		r.Body = http.MaxBytesReader(w, r.Body, 1<<20)
@@ -551,7 +587,17 @@ func (p *Provider) middleware(next http.Handler) http.Handler {
 			}
 			p.lastTokenForm = cloneValues(r.PostForm)
 			p.lastTokenHdr = r.Header.Clone()
+			tp := p.pause
+			p.pause = nil
 			p.mu.Unlock()
+			if tp != nil {
+				close(tp.arrived)
+				select {
+				case <-tp.release:
+				case <-r.Context().Done():
+				case <-p.closed:
+				}
+			}
 		}
 		p.mu.Lock()
 		down := p.down

@@ -646,6 +646,82 @@ func TestRefreshIDTokens(t *testing.T) {
 	}
 }
 
+// refreshResult is the outcome of a refresh run in a goroutine.
+type refreshResult struct {
+	tok *oauth2.Token
+	err error
+}
+
+func (r *rp) refreshAsync(ctx context.Context, tok *oauth2.Token) <-chan refreshResult {
+	done := make(chan refreshResult, 1)
+	go func() {
+		fresh, err := r.refresh(ctx, tok)
+		done <- refreshResult{fresh, err}
+	}()
+	return done
+}
+
+func TestPauseTokenEndpoint(t *testing.T) {
+	p := newOP(t, Config{})
+	r := newRP(t, p)
+	l := r.mustLogin(t)
+
+	t.Run("holds one request", func(t *testing.T) {
+		arrived, resume := p.PauseTokenEndpoint()
+		done := r.refreshAsync(t.Context(), l.token)
+		<-arrived
+		if p.RefreshCalls() != 1 {
+			t.Errorf("RefreshCalls = %d while held, want 1", p.RefreshCalls())
+		}
+		if form, _ := p.LastTokenRequest(); form.Get("refresh_token") != l.token.RefreshToken {
+			t.Errorf("LastTokenRequest while held: %v", form)
+		}
+		r.mustLogin(t) // only one request is held
+		select {
+		case res := <-done:
+			t.Fatalf("the request was not held: %+v", res)
+		default:
+		}
+		resume()
+		resume() // idempotent
+		res := <-done
+		if res.err != nil {
+			t.Fatalf("held refresh: %v", res.err)
+		}
+		l.token = res.tok
+		r.mustRefresh(t, l.token) // the pause is spent
+		l = r.mustLogin(t)
+	})
+
+	t.Run("decided after resume", func(t *testing.T) {
+		arrived, resume := p.PauseTokenEndpoint()
+		done := r.refreshAsync(t.Context(), l.token)
+		<-arrived
+		p.RevokeRefreshTokens()
+		resume()
+		wantGrantError(t, (<-done).err, "invalid_grant")
+		l = r.mustLogin(t)
+	})
+
+	t.Run("resume before arrival", func(t *testing.T) {
+		arrived, resume := p.PauseTokenEndpoint()
+		resume()
+		l = r.mustLogin(t)
+		<-arrived
+	})
+
+	t.Run("Close lets go", func(t *testing.T) {
+		p := newOP(t, Config{})
+		r := newRP(t, p)
+		l := r.mustLogin(t)
+		arrived, _ := p.PauseTokenEndpoint()
+		done := r.refreshAsync(t.Context(), l.token)
+		<-arrived
+		p.Close()
+		<-done
+	})
+}
+
 func TestRotateKeys(t *testing.T) {
 	p := newOP(t, Config{})
 	r := newRP(t, p)
