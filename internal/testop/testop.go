@@ -353,7 +353,8 @@ func (p *Provider) SetMisbehavior(m Misbehavior) {
 // only, so that a login succeeds and a later refresh misbehaves. For refresh
 // grants it wins over [Provider.SetMisbehavior]; MisbehaveNone removes it,
 // and refreshes follow SetMisbehavior again. Besides the ID token
-// misbehaviours, NoIDToken and TokenEndpointError work here too.
+// misbehaviours, NoIDToken and TokenEndpointError work here too. The JWKS is
+// not per grant: with MissingKid it publishes the extra key all along.
 func (p *Provider) SetRefreshMisbehavior(m Misbehavior) {
 	p.prepareKeys(m)
 	p.mu.Lock()
