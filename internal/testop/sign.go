@@ -75,23 +75,69 @@ func (p *Provider) LogoutToken(sub, sid string) (string, error) {
 	p.mu.Lock()
 	m := p.misbehavior
 	p.mu.Unlock()
-	c := map[string]any{
-		"iss":    p.issuer,
-		"aud":    p.cfg.ClientID,
-		"jti":    randomString(22),
-		"events": map[string]any{"http://schemas.openid.net/event/backchannel-logout": map[string]any{}},
-	}
+	c := p.logoutClaims()
 	if sub != "" {
 		c["sub"] = sub
 	}
 	if sid != "" {
 		c["sid"] = sid
 	}
-	// exp is required by the final back-channel logout spec; keep it short.
-	p.applyMisbehavior(c, m, time.Now(), 2*time.Minute)
+	p.applyMisbehavior(c, m, time.Now(), logoutTokenTTL)
 	// The spec recommends explicit typing so that an ID token cannot be
 	// confused with a logout token.
 	return p.sign(c, m, "logout+jwt")
+}
+
+// logoutTokenTTL is the lifetime of logout tokens. exp is required by the
+// final back-channel logout spec; keep it short.
+const logoutTokenTTL = 2 * time.Minute
+
+// logoutClaims returns the claims every logout token carries, except the
+// times.
+func (p *Provider) logoutClaims() map[string]any {
+	return map[string]any{
+		"iss":    p.issuer,
+		"aud":    p.cfg.ClientID,
+		"jti":    randomString(22),
+		"events": map[string]any{"http://schemas.openid.net/event/backchannel-logout": map[string]any{}},
+	}
+}
+
+// SignLogoutToken builds a logout token from the defaults (iss, aud = the
+// client, a random jti, iat now, exp in two minutes and the back-channel
+// logout events claim) with claims merged over them; a key mapped to nil
+// removes that default. It is signed RS256 with the current key and kid,
+// with the header typ set to typ, or no typ header at all if typ is empty.
+// The active misbehaviour is not applied.
+func (p *Provider) SignLogoutToken(claims map[string]any, typ string) (string, error) {
+	now := time.Now()
+	c := p.logoutClaims()
+	c["iat"] = now.Unix()
+	c["exp"] = now.Add(logoutTokenTTL).Unix()
+	for k, v := range claims {
+		if v == nil {
+			delete(c, k)
+		} else {
+			c[k] = v
+		}
+	}
+	return p.sign(c, MisbehaveNone, typ)
+}
+
+// SignWithUnknownKid signs the claims exactly as given (RS256) with a key
+// that the JWKS never publishes, under a new random kid on every call, so
+// that each token names a kid the relying party has not seen before.
+func (p *Provider) SignWithUnknownKid(claims map[string]any) (string, error) {
+	payload, err := json.Marshal(claims)
+	if err != nil {
+		return "", fmt.Errorf("testop: encoding claims: %w", err)
+	}
+	rogue, err := p.extraKey(&p.rogue)
+	if err != nil {
+		return "", err
+	}
+	key := jose.JSONWebKey{Key: rogue.priv, KeyID: "unpublished-" + randomString(22)}
+	return signJWS(payload, jose.SigningKey{Algorithm: jose.RS256, Key: key}, "JWT")
 }
 
 // idToken builds and signs the ID token for a grant. nonce is empty for
@@ -116,6 +162,13 @@ func (p *Provider) idToken(g grant, nonce, accessToken string, m Misbehavior) (s
 		c["azp"] = "someone-else"
 	case BadAtHash:
 		c["at_hash"] = atHash("not-" + accessToken)
+	case SeveralAudiencesNoAzp:
+		c["aud"] = []string{g.clientID, "other-audience"}
+		delete(c, "azp") // in case the configured claims carry one
+	case OtherSubject:
+		c["sub"] = "someone-else"
+	case AzpOfOtherParty:
+		c["azp"] = "someone-else"
 	}
 	return p.signPadded(c, m)
 }
@@ -138,6 +191,9 @@ func (p *Provider) applyMisbehavior(c map[string]any, m Misbehavior, now time.Ti
 	}
 	c["iat"] = iat.Unix()
 	c["exp"] = iat.Add(life).Unix()
+	if m == NoIat {
+		delete(c, "iat")
+	}
 }
 
 // signPadded signs an ID token and, if configured, re-signs it with a "pad"
@@ -158,7 +214,7 @@ func (p *Provider) signPadded(c map[string]any, m Misbehavior) (string, error) {
 }
 
 // sign produces a compact JWS for the claims, applying the signature-level
-// misbehaviours.
+// misbehaviours. An empty typ leaves out the typ header.
 func (p *Provider) sign(claims map[string]any, m Misbehavior, typ string) (string, error) {
 	payload, err := json.Marshal(claims)
 	if err != nil {
@@ -183,7 +239,21 @@ func (p *Provider) sign(claims map[string]any, m Misbehavior, typ string) (strin
 		}
 		key.Key = jose.JSONWebKey{Key: rogue.priv, KeyID: rogue.kid}
 	}
-	signer, err := jose.NewSigner(key, (&jose.SignerOptions{}).WithType(jose.ContentType(typ)))
+	tok, err := signJWS(payload, key, typ)
+	if err == nil && m == BadSignature {
+		tok = corruptSignature(tok)
+	}
+	return tok, err
+}
+
+// signJWS signs payload into a compact JWS; an empty typ leaves out the typ
+// header.
+func signJWS(payload []byte, key jose.SigningKey, typ string) (string, error) {
+	opts := &jose.SignerOptions{}
+	if typ != "" {
+		opts = opts.WithType(jose.ContentType(typ))
+	}
+	signer, err := jose.NewSigner(key, opts)
 	if err != nil {
 		return "", fmt.Errorf("testop: signer: %w", err)
 	}
@@ -194,9 +264,6 @@ func (p *Provider) sign(claims map[string]any, m Misbehavior, typ string) (strin
 	tok, err := jws.CompactSerialize()
 	if err != nil {
 		return "", fmt.Errorf("testop: serializing: %w", err)
-	}
-	if m == BadSignature {
-		tok = corruptSignature(tok)
 	}
 	return tok, nil
 }
@@ -216,7 +283,11 @@ func hmacKey(secret string) []byte {
 // unsigned builds an "alg":"none" JWS by hand: go-jose deliberately cannot
 // produce one, and no cryptography is involved.
 func unsigned(payload []byte, typ string) string {
-	hdr, _ := json.Marshal(map[string]string{"alg": "none", "typ": typ})
+	h := map[string]string{"alg": "none"}
+	if typ != "" {
+		h["typ"] = typ
+	}
+	hdr, _ := json.Marshal(h)
 	enc := base64.RawURLEncoding
 	return enc.EncodeToString(hdr) + "." + enc.EncodeToString(payload) + "."
 }

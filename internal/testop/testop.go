@@ -26,7 +26,8 @@ import (
 )
 
 // Misbehavior selects a deliberate protocol violation. It affects tokens and
-// responses produced after [Provider.SetMisbehavior] is called.
+// responses produced after [Provider.SetMisbehavior] (or, for refreshes only,
+// [Provider.SetRefreshMisbehavior]) is called.
 type Misbehavior int
 
 // The misbehaviours. Unless noted otherwise they apply to every ID token the
@@ -71,25 +72,41 @@ const (
 	NoIDToken
 	// TokenEndpointError makes the token endpoint answer 500.
 	TokenEndpointError
+	// NoIat omits the iat claim; exp is still set relative to now.
+	NoIat
+	// SeveralAudiencesNoAzp sets aud to the client plus another audience
+	// without an azp claim, which OIDC Core 3.1.3.7 step 4 lets a relying
+	// party reject (ID tokens only).
+	SeveralAudiencesNoAzp
+	// OtherSubject issues ID tokens for a sub other than the grant's (ID
+	// tokens only).
+	OtherSubject
+	// AzpOfOtherParty keeps the client as the only audience but sets azp to
+	// another party (ID tokens only).
+	AzpOfOtherParty
 )
 
 var misbehaviorNames = [...]string{
-	MisbehaveNone:      "MisbehaveNone",
-	WrongNonce:         "WrongNonce",
-	WrongAudience:      "WrongAudience",
-	WrongIssuer:        "WrongIssuer",
-	BadSignature:       "BadSignature",
-	AlgNone:            "AlgNone",
-	Expired:            "Expired",
-	IssuedInFuture:     "IssuedInFuture",
-	MissingKid:         "MissingKid",
-	UnknownKid:         "UnknownKid",
-	WrongAzp:           "WrongAzp",
-	BadAtHash:          "BadAtHash",
-	HS256Signed:        "HS256Signed",
-	AccessDenied:       "AccessDenied",
-	NoIDToken:          "NoIDToken",
-	TokenEndpointError: "TokenEndpointError",
+	MisbehaveNone:         "MisbehaveNone",
+	WrongNonce:            "WrongNonce",
+	WrongAudience:         "WrongAudience",
+	WrongIssuer:           "WrongIssuer",
+	BadSignature:          "BadSignature",
+	AlgNone:               "AlgNone",
+	Expired:               "Expired",
+	IssuedInFuture:        "IssuedInFuture",
+	MissingKid:            "MissingKid",
+	UnknownKid:            "UnknownKid",
+	WrongAzp:              "WrongAzp",
+	BadAtHash:             "BadAtHash",
+	HS256Signed:           "HS256Signed",
+	AccessDenied:          "AccessDenied",
+	NoIDToken:             "NoIDToken",
+	TokenEndpointError:    "TokenEndpointError",
+	NoIat:                 "NoIat",
+	SeveralAudiencesNoAzp: "SeveralAudiencesNoAzp",
+	OtherSubject:          "OtherSubject",
+	AzpOfOtherParty:       "AzpOfOtherParty",
 }
 
 // String returns the constant's name, which makes subtest names readable.
@@ -125,6 +142,11 @@ type Config struct {
 	// Addr is the listen address. Default "127.0.0.1:0". A fixed port lets a
 	// test start the provider after a relying party was configured for it.
 	Addr string
+	// SigningAlgs is what discovery announces as
+	// id_token_signing_alg_values_supported. Default ["RS256"]. It changes
+	// nothing about how tokens are signed; announcing "none" or "HS256"
+	// lets tests check that a relying party does not trust the announcement.
+	SigningAlgs []string
 }
 
 // Provider is a running test OpenID provider. All methods are safe for
@@ -134,9 +156,12 @@ type Provider struct {
 	issuer string
 	srv    *httptest.Server
 	closer sync.Once
+	closed chan struct{} // closed by Close, lets a held token request go
 
 	mu             sync.Mutex
 	misbehavior    Misbehavior
+	onRefresh      Misbehavior // wins over misbehavior for refresh grants
+	noIDOnRefresh  bool        // RefreshIDTokens(false)
 	down           bool
 	claims         map[string]any
 	current        *signingKey
@@ -148,10 +173,15 @@ type Provider struct {
 	accessTokens   map[string]accessToken
 	tokenCalls     int
 	refreshCalls   int
+	keyFetches     int
+	discoveries    int
 	lastAuthorize  url.Values
 	lastEndSession url.Values
+	lastTokenForm  url.Values
+	lastTokenHdr   http.Header
 	issued         []string // every token value handed out, for leak checks
 	tokenTTL       time.Duration
+	pause          *tokenPause // armed by PauseTokenEndpoint
 }
 
 // grant is what an authorization (and every refresh of it) stands for.
@@ -176,6 +206,15 @@ type accessToken struct {
 	expires time.Time
 }
 
+// tokenPause holds one token request; see [Provider.PauseTokenEndpoint].
+type tokenPause struct {
+	arrived chan struct{} // closed when the request arrives
+	release chan struct{} // closed by resume
+	once    sync.Once
+}
+
+func (tp *tokenPause) resume() { tp.once.Do(func() { close(tp.release) }) }
+
 // codeTTL bounds how long an authorization code stays redeemable.
 const codeTTL = 5 * time.Minute
 
@@ -191,6 +230,10 @@ func New(cfg Config) (*Provider, error) {
 	if cfg.AccessTokenSize <= 0 {
 		cfg.AccessTokenSize = 64
 	}
+	if len(cfg.SigningAlgs) == 0 {
+		cfg.SigningAlgs = []string{"RS256"}
+	}
+	cfg.SigningAlgs = slices.Clone(cfg.SigningAlgs) // the caller may reuse its slice
 	claims, err := mergeClaims(cfg.Claims)
 	if err != nil {
 		return nil, err
@@ -207,6 +250,7 @@ func New(cfg Config) (*Provider, error) {
 	}
 	p := &Provider{
 		cfg:           cfg,
+		closed:        make(chan struct{}),
 		tokenTTL:      cfg.AccessTokenTTL,
 		issuer:        issuerFor(ln.Addr()),
 		claims:        claims,
@@ -287,29 +331,76 @@ func (p *Provider) ClientID() string { return p.cfg.ClientID }
 // ClientSecret returns the configured (or default) client secret.
 func (p *Provider) ClientSecret() string { return p.cfg.ClientSecret }
 
-// Close stops the server and waits for in-flight requests. It is idempotent.
-func (p *Provider) Close() { p.closer.Do(p.srv.Close) }
+// Close stops the server and waits for in-flight requests; a token request
+// held by [Provider.PauseTokenEndpoint] is let go first. It is idempotent.
+func (p *Provider) Close() {
+	p.closer.Do(func() {
+		close(p.closed)
+		p.srv.Close()
+	})
+}
 
 // SetMisbehavior selects the misbehaviour for subsequent tokens and
 // responses; MisbehaveNone restores correct behaviour.
 func (p *Provider) SetMisbehavior(m Misbehavior) {
+	p.prepareKeys(m)
 	p.mu.Lock()
-	need := (m == MissingKid && p.decoy == nil) || (m == UnknownKid && p.rogue == nil)
+	p.misbehavior = m
 	p.mu.Unlock()
-	// RSA key generation is slow, so it runs outside the lock and only once.
-	var extra *signingKey
-	if need {
-		extra, _ = newSigningKey() // cannot fail with crypto/rand; sign reports a nil key
+}
+
+// SetRefreshMisbehavior selects a misbehaviour for the refresh_token grant
+// only, so that a login succeeds and a later refresh misbehaves. For refresh
+// grants it wins over [Provider.SetMisbehavior]; MisbehaveNone removes it,
+// and refreshes follow SetMisbehavior again. Besides the ID token
+// misbehaviours, NoIDToken and TokenEndpointError work here too. The JWKS is
+// not per grant: with MissingKid it publishes the extra key all along.
+func (p *Provider) SetRefreshMisbehavior(m Misbehavior) {
+	p.prepareKeys(m)
+	p.mu.Lock()
+	p.onRefresh = m
+	p.mu.Unlock()
+}
+
+// prepareKeys makes the extra key that m needs, if any. Errors cannot
+// happen with crypto/rand; sign reports a missing key should they ever.
+func (p *Provider) prepareKeys(m Misbehavior) {
+	switch m {
+	case MissingKid:
+		_, _ = p.extraKey(&p.decoy)
+	case UnknownKid:
+		_, _ = p.extraKey(&p.rogue)
+	}
+}
+
+// extraKey returns the key in slot (p.decoy or p.rogue), generating it on
+// first use. RSA key generation is slow, so it runs outside the lock; if two
+// callers race, the first key stored wins.
+func (p *Provider) extraKey(slot **signingKey) (*signingKey, error) {
+	p.mu.Lock()
+	k := *slot
+	p.mu.Unlock()
+	if k != nil {
+		return k, nil
+	}
+	k, err := newSigningKey()
+	if err != nil {
+		return nil, err
 	}
 	p.mu.Lock()
 	defer p.mu.Unlock()
-	p.misbehavior = m
-	switch {
-	case m == MissingKid && p.decoy == nil:
-		p.decoy = extra
-	case m == UnknownKid && p.rogue == nil:
-		p.rogue = extra
+	if *slot == nil {
+		*slot = k
 	}
+	return *slot, nil
+}
+
+// RefreshIDTokens sets whether refresh_token grants answer with an ID token,
+// as OIDC Core 12.2 leaves it to the provider. The default is on.
+func (p *Provider) RefreshIDTokens(on bool) {
+	p.mu.Lock()
+	p.noIDOnRefresh = !on
+	p.mu.Unlock()
 }
 
 // SetClaims replaces the extra ID token claims, with the same merge rules as
@@ -357,6 +448,22 @@ func (p *Provider) TokenCalls() int {
 	return p.tokenCalls
 }
 
+// KeyFetches returns the number of GET requests for the JWKS, including
+// those answered 503 while down.
+func (p *Provider) KeyFetches() int {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	return p.keyFetches
+}
+
+// DiscoveryFetches returns the number of GET requests for the discovery
+// document, including those answered 503 while down.
+func (p *Provider) DiscoveryFetches() int {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	return p.discoveries
+}
+
 // SetAccessTokenTTL changes the lifetime of access tokens issued from now on.
 func (p *Provider) SetAccessTokenTTL(d time.Duration) {
 	p.mu.Lock()
@@ -395,6 +502,33 @@ func (p *Provider) LastEndSessionRequest() url.Values {
 	return cloneValues(p.lastEndSession)
 }
 
+// PauseTokenEndpoint makes the next token endpoint request wait, once it has
+// been counted and recorded, until resume is called; arrived is closed when
+// that request arrives. Everything else about the request (down, grant,
+// misbehaviour) is decided after it resumes, so a test can change the
+// provider, or land a logout at the relying party, while a refresh is in
+// flight. Only that one request is held; further requests pass. resume may
+// be called any number of times, also before the request arrives, which then
+// passes without waiting. A later call replaces a pause no request has taken
+// yet. The held request also goes on if its client gives up or the provider
+// is closed.
+func (p *Provider) PauseTokenEndpoint() (arrived <-chan struct{}, resume func()) {
+	tp := &tokenPause{arrived: make(chan struct{}), release: make(chan struct{})}
+	p.mu.Lock()
+	p.pause = tp
+	p.mu.Unlock()
+	return tp.arrived, tp.resume
+}
+
+// LastTokenRequest returns copies of the form body and the headers of the
+// most recent token endpoint request, whatever its outcome, or nils if there
+// was none.
+func (p *Provider) LastTokenRequest() (form url.Values, header http.Header) {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	return cloneValues(p.lastTokenForm), p.lastTokenHdr.Clone()
+}
+
 // RevokeRefreshTokens invalidates every refresh token issued so far; later
 // refresh_token grants with them answer 400 invalid_grant. Logins after the
 // call get fresh, valid refresh tokens.
@@ -429,11 +563,22 @@ func cloneValues(v url.Values) url.Values {
 	return out
 }
 
-// middleware counts token requests before the down check, so tests can see
-// that a relying party did try to reach an unavailable provider.
+// middleware counts token, JWKS and discovery requests, and records (and
+// maybe holds) token requests, before the down check, so tests can see that
+// a relying party did try to reach an unavailable provider.
 func (p *Provider) middleware(next http.Handler) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		r.Body = http.MaxBytesReader(w, r.Body, 1<<20)
+		if r.Method == http.MethodGet {
+			p.mu.Lock()
+			switch r.URL.Path {
+			case "/keys":
+				p.keyFetches++
+			case "/.well-known/openid-configuration":
+				p.discoveries++
+			}
+			p.mu.Unlock()
+		}
 		if r.URL.Path == "/token" {
 			_ = r.ParseForm() // errors are reported by handleToken
 			p.mu.Lock()
@@ -441,7 +586,19 @@ func (p *Provider) middleware(next http.Handler) http.Handler {
 			if r.PostForm.Get("grant_type") == "refresh_token" {
 				p.refreshCalls++
 			}
+			p.lastTokenForm = cloneValues(r.PostForm)
+			p.lastTokenHdr = r.Header.Clone()
+			tp := p.pause
+			p.pause = nil
 			p.mu.Unlock()
+			if tp != nil {
+				close(tp.arrived)
+				select {
+				case <-tp.release:
+				case <-r.Context().Done():
+				case <-p.closed:
+				}
+			}
 		}
 		p.mu.Lock()
 		down := p.down
@@ -465,7 +622,7 @@ func (p *Provider) handleDiscovery(w http.ResponseWriter, _ *http.Request) {
 		"response_types_supported":              []string{"code"},
 		"grant_types_supported":                 []string{"authorization_code", "refresh_token"},
 		"subject_types_supported":               []string{"public"},
-		"id_token_signing_alg_values_supported": []string{"RS256"},
+		"id_token_signing_alg_values_supported": p.cfg.SigningAlgs,
 		"code_challenge_methods_supported":      []string{"S256"},
 		"token_endpoint_auth_methods_supported": []string{"client_secret_basic", "client_secret_post"},
 		"scopes_supported":                      []string{"openid", "profile", "email", "offline_access"},
@@ -551,8 +708,13 @@ func (p *Provider) handleToken(w http.ResponseWriter, r *http.Request) {
 		oauthError(w, http.StatusBadRequest, "invalid_request", "malformed form body")
 		return
 	}
+	refresh := r.PostForm.Get("grant_type") == "refresh_token"
 	p.mu.Lock()
 	m := p.misbehavior
+	if refresh && p.onRefresh != MisbehaveNone {
+		m = p.onRefresh
+	}
+	withIDToken := !refresh || !p.noIDOnRefresh
 	p.mu.Unlock()
 	if m == TokenEndpointError {
 		oauthError(w, http.StatusInternalServerError, "server_error", "induced failure")
@@ -565,9 +727,9 @@ func (p *Provider) handleToken(w http.ResponseWriter, r *http.Request) {
 	}
 	switch r.PostForm.Get("grant_type") {
 	case "authorization_code":
-		p.codeGrant(w, r.PostForm)
+		p.codeGrant(w, r.PostForm, m)
 	case "refresh_token":
-		p.refreshGrant(w, r.PostForm)
+		p.refreshGrant(w, r.PostForm, m, withIDToken)
 	default:
 		oauthError(w, http.StatusBadRequest, "unsupported_grant_type", "")
 	}
@@ -595,7 +757,7 @@ func (p *Provider) authenticateClient(r *http.Request) bool {
 	return id == p.cfg.ClientID && secret == p.cfg.ClientSecret
 }
 
-func (p *Provider) codeGrant(w http.ResponseWriter, form url.Values) {
+func (p *Provider) codeGrant(w http.ResponseWriter, form url.Values, m Misbehavior) {
 	// Codes are single-use: remove it whatever the outcome of the checks.
 	p.mu.Lock()
 	c, ok := p.codes[form.Get("code")]
@@ -609,11 +771,11 @@ func (p *Provider) codeGrant(w http.ResponseWriter, form url.Values) {
 	case !validVerifier(form.Get("code_verifier")) || s256(form.Get("code_verifier")) != c.codeChallenge:
 		oauthError(w, http.StatusBadRequest, "invalid_grant", "PKCE verification failed")
 	default:
-		p.issueTokens(w, c.grant, c.nonce, c.scope)
+		p.issueTokens(w, c.grant, c.nonce, c.scope, m, true)
 	}
 }
 
-func (p *Provider) refreshGrant(w http.ResponseWriter, form url.Values) {
+func (p *Provider) refreshGrant(w http.ResponseWriter, form url.Values, m Misbehavior, withIDToken bool) {
 	rt := form.Get("refresh_token")
 	p.mu.Lock()
 	g, ok := p.refreshTokens[rt]
@@ -636,7 +798,7 @@ func (p *Provider) refreshGrant(w http.ResponseWriter, form url.Values) {
 		}
 		scope = s
 	}
-	p.issueTokens(w, g, "", scope)
+	p.issueTokens(w, g, "", scope, m, withIDToken)
 }
 
 func hasScope(scope, want string) bool { return slices.Contains(strings.Fields(scope), want) }
@@ -659,9 +821,10 @@ func s256(v string) string {
 	return base64.RawURLEncoding.EncodeToString(sum[:])
 }
 
-// issueTokens answers a successful grant. The refresh token keeps the
-// original grant (scope included) so refreshes can never widen it.
-func (p *Provider) issueTokens(w http.ResponseWriter, g grant, nonce, scope string) {
+// issueTokens answers a successful grant with misbehaviour m. The refresh
+// token keeps the original grant (scope included) so refreshes can never
+// widen it.
+func (p *Provider) issueTokens(w http.ResponseWriter, g grant, nonce, scope string, m Misbehavior, withIDToken bool) {
 	access := randomString(p.cfg.AccessTokenSize)
 	refresh := randomString(43)
 	p.mu.Lock()
@@ -669,7 +832,6 @@ func (p *Provider) issueTokens(w http.ResponseWriter, g grant, nonce, scope stri
 	p.accessTokens[access] = accessToken{subject: g.subject, expires: time.Now().Add(ttl)}
 	p.refreshTokens[refresh] = g
 	p.issued = append(p.issued, access, refresh)
-	m := p.misbehavior
 	p.mu.Unlock()
 
 	resp := map[string]any{
@@ -680,7 +842,7 @@ func (p *Provider) issueTokens(w http.ResponseWriter, g grant, nonce, scope stri
 		"scope":         scope,
 	}
 	// Like real providers, only OpenID requests get an ID token.
-	if hasScope(scope, "openid") && m != NoIDToken {
+	if hasScope(scope, "openid") && withIDToken && m != NoIDToken {
 		idt, err := p.idToken(g, nonce, access, m)
 		if err != nil {
 			oauthError(w, http.StatusInternalServerError, "server_error", err.Error())
@@ -697,7 +859,7 @@ func (p *Provider) issueTokens(w http.ResponseWriter, g grant, nonce, scope stri
 func (p *Provider) handleKeys(w http.ResponseWriter, _ *http.Request) {
 	p.mu.Lock()
 	keys := slices.Clone(p.published)
-	if p.misbehavior == MissingKid && p.decoy != nil {
+	if (p.misbehavior == MissingKid || p.onRefresh == MissingKid) && p.decoy != nil {
 		keys = append(keys, p.decoy)
 	}
 	p.mu.Unlock()

@@ -3,6 +3,7 @@ package testop
 import (
 	"context"
 	"crypto/hmac"
+	"crypto/rsa"
 	"crypto/sha256"
 	"encoding/base64"
 	"encoding/json"
@@ -12,6 +13,7 @@ import (
 	"net"
 	"net/http"
 	"net/url"
+	"slices"
 	"strings"
 	"sync"
 	"testing"
@@ -279,6 +281,44 @@ func wantGrantError(t *testing.T, err error, code string) {
 	}
 }
 
+func TestLastTokenRequest(t *testing.T) {
+	p := newOP(t, Config{})
+	if form, hdr := p.LastTokenRequest(); form != nil || hdr != nil {
+		t.Errorf("before any request: %v %v", form, hdr)
+	}
+	r := newRP(t, p)
+	r.conf.Endpoint.AuthStyle = oauth2.AuthStyleInHeader
+	l := r.mustLogin(t)
+	form, hdr := p.LastTokenRequest()
+	if form.Get("grant_type") != "authorization_code" || form.Get("code") != l.code ||
+		form.Get("code_verifier") != l.verifier || form.Has("client_secret") {
+		t.Errorf("form = %v", form)
+	}
+	if !strings.HasPrefix(hdr.Get("Authorization"), "Basic ") || hdr.Get("Content-Type") != "application/x-www-form-urlencoded" {
+		t.Errorf("header = %v", hdr)
+	}
+	form.Set("grant_type", "changed") // copies: the provider's record stays
+	hdr.Del("Authorization")
+	if form, hdr := p.LastTokenRequest(); form.Get("grant_type") != "authorization_code" || hdr.Get("Authorization") == "" {
+		t.Error("LastTokenRequest returned the provider's own maps")
+	}
+
+	r.conf.Endpoint.AuthStyle = oauth2.AuthStyleInParams
+	r.mustRefresh(t, l.token)
+	form, hdr = p.LastTokenRequest()
+	if form.Get("grant_type") != "refresh_token" || form.Get("refresh_token") != l.token.RefreshToken ||
+		form.Get("client_secret") != p.ClientSecret() || hdr.Get("Authorization") != "" {
+		t.Errorf("refresh: form %v, header %v", form, hdr)
+	}
+
+	p.SetDown(true) // recorded even when refused
+	defer p.SetDown(false)
+	_, _ = r.refresh(t.Context(), l.token)
+	if form, _ := p.LastTokenRequest(); form.Get("refresh_token") != l.token.RefreshToken || p.TokenCalls() != 3 {
+		t.Errorf("while down: form %v", form)
+	}
+}
+
 func TestCodeChecks(t *testing.T) {
 	p := newOP(t, Config{})
 	r := newRP(t, p)
@@ -395,9 +435,89 @@ func TestRefresh(t *testing.T) {
 	wantGrantError(t, err, "invalid_grant")
 }
 
+// idTokenMisbehaviors are the misbehaviours that show in the ID token itself.
+var idTokenMisbehaviors = []Misbehavior{
+	WrongNonce, WrongAudience, WrongIssuer, BadSignature, AlgNone, Expired, IssuedInFuture,
+	MissingKid, UnknownKid, WrongAzp, BadAtHash, HS256Signed,
+	NoIat, SeveralAudiencesNoAzp, OtherSubject, AzpOfOtherParty,
+}
+
+// checkIDToken proves that raw, issued with accessToken in answer to an
+// authorization request with nonce, really shows misbehaviour m. r should
+// have a fresh key cache.
+func checkIDToken(t *testing.T, r *rp, m Misbehavior, raw, accessToken, nonce string) {
+	t.Helper()
+	idt, verr := r.verifier.Verify(t.Context(), raw)
+	c := jwtClaims(t, raw)
+	switch m {
+	case WrongAudience, WrongIssuer, BadSignature, AlgNone, Expired, UnknownKid, HS256Signed:
+		if verr == nil {
+			t.Fatal("go-oidc accepted the token")
+		}
+	case WrongNonce:
+		// go-oidc leaves the nonce to the caller.
+		if verr != nil || idt.Nonce == nonce || idt.Nonce == "" {
+			t.Errorf("err %v, nonce %q", verr, idt.Nonce)
+		}
+	case BadAtHash:
+		if verr != nil || idt.VerifyAccessToken(accessToken) == nil {
+			t.Errorf("err %v; at_hash accepted", verr)
+		}
+	case IssuedInFuture:
+		// go-oidc does not check iat; the relying party has to.
+		if verr != nil || time.Until(idt.IssuedAt) < 30*time.Minute {
+			t.Errorf("err %v, iat %v", verr, idt.IssuedAt)
+		}
+	case WrongAzp:
+		// go-oidc does not check azp (OIDC Core 3.1.3.7 step 5).
+		if verr != nil || c["azp"] == r.op.ClientID() || len(idt.Audience) < 2 {
+			t.Errorf("err %v, claims %v", verr, c)
+		}
+	case MissingKid:
+		// go-oidc tries every key; OIDC Core 10.1 demands a kid
+		// when the JWKS holds several keys.
+		if _, ok := jwtHeader(t, raw)["kid"]; ok {
+			t.Error("header has a kid")
+		}
+		if n := len(fetchJWKS(t, r.op).Keys); n < 2 {
+			t.Errorf("JWKS has %d keys, want >= 2", n)
+		}
+	case NoIat:
+		// go-oidc does not require iat; the relying party has to.
+		_, has := c["iat"]
+		if verr != nil || has || time.Until(idt.Expiry) < 59*time.Minute || time.Until(idt.Expiry) > time.Hour {
+			t.Errorf("err %v, claims %v", verr, c)
+		}
+	case SeveralAudiencesNoAzp:
+		_, has := c["azp"]
+		if verr != nil || has || !slices.Equal(idt.Audience, []string{r.op.ClientID(), "other-audience"}) {
+			t.Errorf("err %v, claims %v", verr, c)
+		}
+	case OtherSubject:
+		if verr != nil || idt.Subject != "someone-else" {
+			t.Errorf("err %v, sub %q", verr, idt.Subject)
+		}
+	case AzpOfOtherParty:
+		if verr != nil || c["aud"] != r.op.ClientID() || c["azp"] != "someone-else" {
+			t.Errorf("err %v, claims %v", verr, c)
+		}
+	default:
+		t.Fatalf("untested misbehavior %v", m)
+	}
+	if m == HS256Signed { // really an HMAC of the raw client secret
+		input := raw[:strings.LastIndexByte(raw, '.')]
+		mac := hmac.New(sha256.New, []byte(r.op.ClientSecret()))
+		mac.Write([]byte(input))
+		want := base64.RawURLEncoding.EncodeToString(mac.Sum(nil))
+		if !strings.HasSuffix(raw, "."+want) || jwtHeader(t, raw)["alg"] != "HS256" {
+			t.Error("not HMAC-SHA256 signed with the client secret")
+		}
+	}
+}
+
 func TestMisbehaviors(t *testing.T) {
 	p := newOP(t, Config{})
-	for m := WrongNonce; m <= TokenEndpointError; m++ {
+	for m := WrongNonce; int(m) < len(misbehaviorNames); m++ {
 		t.Run(m.String(), func(t *testing.T) {
 			r := newRP(t, p) // fresh key cache per case
 			p.SetMisbehavior(m)
@@ -425,53 +545,7 @@ func TestMisbehaviors(t *testing.T) {
 				}
 				return
 			}
-			idt, verr := r.verifier.Verify(t.Context(), l.rawIDToken)
-			switch m {
-			case WrongAudience, WrongIssuer, BadSignature, AlgNone, Expired, UnknownKid, HS256Signed:
-				if verr == nil {
-					t.Fatal("go-oidc accepted the token")
-				}
-			case WrongNonce:
-				// go-oidc leaves the nonce to the caller.
-				if verr != nil || idt.Nonce == l.nonce {
-					t.Errorf("err %v, nonce %q", verr, idt.Nonce)
-				}
-			case BadAtHash:
-				if verr != nil || idt.VerifyAccessToken(l.token.AccessToken) == nil {
-					t.Errorf("err %v; at_hash accepted", verr)
-				}
-			case IssuedInFuture:
-				// go-oidc does not check iat; the relying party has to.
-				if verr != nil || time.Until(idt.IssuedAt) < 30*time.Minute {
-					t.Errorf("err %v, iat %v", verr, idt.IssuedAt)
-				}
-			case WrongAzp:
-				// go-oidc does not check azp (OIDC Core 3.1.3.7 step 5).
-				c := jwtClaims(t, l.rawIDToken)
-				if verr != nil || c["azp"] == p.ClientID() || len(idt.Audience) < 2 {
-					t.Errorf("err %v, claims %v", verr, c)
-				}
-			case MissingKid:
-				// go-oidc tries every key; OIDC Core 10.1 demands a kid
-				// when the JWKS holds several keys.
-				if _, ok := jwtHeader(t, l.rawIDToken)["kid"]; ok {
-					t.Error("header has a kid")
-				}
-				if n := len(fetchJWKS(t, p).Keys); n < 2 {
-					t.Errorf("JWKS has %d keys, want >= 2", n)
-				}
-			default:
-				t.Fatalf("untested misbehavior %v", m)
-			}
-			if m == HS256Signed { // really an HMAC of the raw client secret
-				input := l.rawIDToken[:strings.LastIndexByte(l.rawIDToken, '.')]
-				mac := hmac.New(sha256.New, []byte(p.ClientSecret()))
-				mac.Write([]byte(input))
-				want := base64.RawURLEncoding.EncodeToString(mac.Sum(nil))
-				if !strings.HasSuffix(l.rawIDToken, "."+want) || jwtHeader(t, l.rawIDToken)["alg"] != "HS256" {
-					t.Error("not HMAC-SHA256 signed with the client secret")
-				}
-			}
+			checkIDToken(t, r, m, l.rawIDToken, l.token.AccessToken, l.nonce)
 		})
 	}
 	// Everything is back to normal afterwards.
@@ -479,6 +553,173 @@ func TestMisbehaviors(t *testing.T) {
 	if _, err := r.verifier.Verify(t.Context(), r.mustLogin(t).rawIDToken); err != nil {
 		t.Errorf("after reset: %v", err)
 	}
+}
+
+// refresh forces a refresh_token grant for tok.
+func (r *rp) refresh(ctx context.Context, tok *oauth2.Token) (*oauth2.Token, error) {
+	stale := *tok
+	stale.Expiry = time.Now().Add(-time.Minute)
+	return r.conf.TokenSource(ctx, &stale).Token()
+}
+
+func (r *rp) mustRefresh(t *testing.T, tok *oauth2.Token) (*oauth2.Token, string) {
+	t.Helper()
+	fresh, err := r.refresh(t.Context(), tok)
+	if err != nil {
+		t.Fatalf("refresh: %v", err)
+	}
+	raw, _ := fresh.Extra("id_token").(string)
+	return fresh, raw
+}
+
+func TestRefreshMisbehavior(t *testing.T) {
+	p := newOP(t, Config{})
+	for _, m := range idTokenMisbehaviors {
+		t.Run(m.String(), func(t *testing.T) {
+			r := newRP(t, p) // fresh key cache per case
+			p.SetRefreshMisbehavior(m)
+			defer p.SetRefreshMisbehavior(MisbehaveNone)
+			l := r.mustLogin(t)
+			if _, err := r.verifier.Verify(t.Context(), l.rawIDToken); err != nil {
+				t.Fatalf("the code grant misbehaved: %v", err)
+			}
+			fresh, raw := r.mustRefresh(t, l.token)
+			checkIDToken(t, r, m, raw, fresh.AccessToken, "")
+		})
+	}
+
+	t.Run("wins over SetMisbehavior", func(t *testing.T) {
+		r := newRP(t, p)
+		p.SetMisbehavior(WrongIssuer)
+		defer p.SetMisbehavior(MisbehaveNone)
+		p.SetRefreshMisbehavior(OtherSubject)
+		l := r.mustLogin(t)
+		if iss := jwtClaims(t, l.rawIDToken)["iss"]; iss == p.Issuer() {
+			t.Error("the code grant ignored SetMisbehavior")
+		}
+		tok, raw := r.mustRefresh(t, l.token)
+		checkIDToken(t, r, OtherSubject, raw, tok.AccessToken, "")
+
+		p.SetRefreshMisbehavior(MisbehaveNone) // refreshes follow SetMisbehavior again
+		_, raw = r.mustRefresh(t, tok)
+		if iss := jwtClaims(t, raw)["iss"]; iss == p.Issuer() {
+			t.Error("refresh ignored SetMisbehavior")
+		}
+	})
+
+	t.Run("endpoint errors", func(t *testing.T) {
+		r := newRP(t, p)
+		defer p.SetRefreshMisbehavior(MisbehaveNone)
+		l := r.mustLogin(t)
+		p.SetRefreshMisbehavior(NoIDToken)
+		tok, raw := r.mustRefresh(t, l.token)
+		if raw != "" || tok.AccessToken == "" {
+			t.Errorf("NoIDToken: token = %+v", tok)
+		}
+		p.SetRefreshMisbehavior(TokenEndpointError)
+		_, err := r.refresh(t.Context(), tok)
+		var re *oauth2.RetrieveError
+		if !errors.As(err, &re) || re.Response.StatusCode != http.StatusInternalServerError {
+			t.Errorf("TokenEndpointError: err = %v, want 500", err)
+		}
+		r.mustLogin(t) // the code grant still works
+	})
+}
+
+func TestRefreshIDTokens(t *testing.T) {
+	p := newOP(t, Config{})
+	r := newRP(t, p)
+	p.RefreshIDTokens(false)
+	l := r.mustLogin(t)
+	if l.rawIDToken == "" {
+		t.Fatal("the code grant lost its ID token")
+	}
+	tok, raw := r.mustRefresh(t, l.token)
+	if raw != "" || tok.AccessToken == "" {
+		t.Errorf("refresh with RefreshIDTokens(false): token = %+v", tok)
+	}
+	p.RefreshIDTokens(true)
+	if _, raw := r.mustRefresh(t, tok); raw == "" {
+		t.Error("refresh with RefreshIDTokens(true) has no ID token")
+	} else if _, err := r.verifier.Verify(t.Context(), raw); err != nil {
+		t.Errorf("refreshed ID token: %v", err)
+	}
+}
+
+// refreshResult is the outcome of a refresh run in a goroutine.
+type refreshResult struct {
+	tok *oauth2.Token
+	err error
+}
+
+func (r *rp) refreshAsync(ctx context.Context, tok *oauth2.Token) <-chan refreshResult {
+	done := make(chan refreshResult, 1)
+	go func() {
+		fresh, err := r.refresh(ctx, tok)
+		done <- refreshResult{fresh, err}
+	}()
+	return done
+}
+
+func TestPauseTokenEndpoint(t *testing.T) {
+	p := newOP(t, Config{})
+	r := newRP(t, p)
+	l := r.mustLogin(t)
+
+	t.Run("holds one request", func(t *testing.T) {
+		arrived, resume := p.PauseTokenEndpoint()
+		done := r.refreshAsync(t.Context(), l.token)
+		<-arrived
+		if p.RefreshCalls() != 1 {
+			t.Errorf("RefreshCalls = %d while held, want 1", p.RefreshCalls())
+		}
+		if form, _ := p.LastTokenRequest(); form.Get("refresh_token") != l.token.RefreshToken {
+			t.Errorf("LastTokenRequest while held: %v", form)
+		}
+		r.mustLogin(t) // only one request is held
+		select {
+		case res := <-done:
+			t.Fatalf("the request was not held: %+v", res)
+		default:
+		}
+		resume()
+		resume() // idempotent
+		res := <-done
+		if res.err != nil {
+			t.Fatalf("held refresh: %v", res.err)
+		}
+		l.token = res.tok
+		r.mustRefresh(t, l.token) // the pause is spent
+		l = r.mustLogin(t)
+	})
+
+	t.Run("decided after resume", func(t *testing.T) {
+		arrived, resume := p.PauseTokenEndpoint()
+		done := r.refreshAsync(t.Context(), l.token)
+		<-arrived
+		p.RevokeRefreshTokens()
+		resume()
+		wantGrantError(t, (<-done).err, "invalid_grant")
+		l = r.mustLogin(t)
+	})
+
+	t.Run("resume before arrival", func(t *testing.T) {
+		arrived, resume := p.PauseTokenEndpoint()
+		resume()
+		l = r.mustLogin(t)
+		<-arrived
+	})
+
+	t.Run("Close lets go", func(t *testing.T) {
+		p := newOP(t, Config{})
+		r := newRP(t, p)
+		l := r.mustLogin(t)
+		arrived, _ := p.PauseTokenEndpoint()
+		done := r.refreshAsync(t.Context(), l.token)
+		<-arrived
+		p.Close()
+		<-done
+	})
 }
 
 func TestRotateKeys(t *testing.T) {
@@ -527,6 +768,14 @@ func TestLogoutToken(t *testing.T) {
 	if typ := jwtHeader(t, raw)["typ"]; typ != "logout+jwt" {
 		t.Errorf("typ = %v", typ)
 	}
+	p.SetMisbehavior(NoIat)
+	raw, err = p.LogoutToken("user-1", "")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if c := jwtClaims(t, raw); c["iat"] != nil || c["exp"] == nil {
+		t.Errorf("NoIat: logout token claims %v", c)
+	}
 	for _, m := range []Misbehavior{WrongNonce, WrongIssuer, WrongAudience, Expired, BadSignature, AlgNone} {
 		p.SetMisbehavior(m)
 		raw, err := p.LogoutToken("", "sid-9")
@@ -536,6 +785,109 @@ func TestLogoutToken(t *testing.T) {
 		if _, err := v.VerifyLogout(t.Context(), raw); err == nil {
 			t.Errorf("%v: logout token accepted", m)
 		}
+	}
+}
+
+func TestSignLogoutToken(t *testing.T) {
+	p := newOP(t, Config{})
+	v := newRP(t, p).verifier
+	p.SetMisbehavior(WrongIssuer) // must not apply
+	defer p.SetMisbehavior(MisbehaveNone)
+
+	raw, err := p.SignLogoutToken(map[string]any{"sub": "user-1", "sid": "sid-9"}, "logout+jwt")
+	if err != nil {
+		t.Fatal(err)
+	}
+	lt, err := v.VerifyLogout(t.Context(), raw)
+	if err != nil {
+		t.Fatalf("VerifyLogout: %v", err)
+	}
+	if lt.Issuer != p.Issuer() || lt.Subject != "user-1" || lt.SessionID != "sid-9" || lt.TokenID == "" ||
+		time.Since(lt.IssuedAt) > time.Minute || time.Until(lt.Expiry) < time.Minute || time.Until(lt.Expiry) > 2*time.Minute {
+		t.Errorf("logout token = %+v", lt)
+	}
+	h := jwtHeader(t, raw)
+	if h["typ"] != "logout+jwt" || h["alg"] != "RS256" || h["kid"] != fetchJWKS(t, p).Keys[0].KeyID {
+		t.Errorf("header = %v", h)
+	}
+	other, err := p.SignLogoutToken(map[string]any{"sub": "user-1"}, "logout+jwt")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if jwtClaims(t, other)["jti"] == jwtClaims(t, raw)["jti"] {
+		t.Error("jti repeats")
+	}
+
+	// Overrides, removals and no typ header.
+	raw, err = p.SignLogoutToken(map[string]any{"sid": "s", "iat": nil, "events": nil, "aud": []string{"x", p.ClientID()}}, "")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, ok := jwtHeader(t, raw)["typ"]; ok {
+		t.Errorf("header = %v, want no typ", jwtHeader(t, raw))
+	}
+	c := jwtClaims(t, raw)
+	_, hasIat := c["iat"]
+	_, hasEvents := c["events"]
+	aud, _ := c["aud"].([]any)
+	if hasIat || hasEvents || c["exp"] == nil || c["jti"] == nil || len(aud) != 2 {
+		t.Errorf("claims = %v", c)
+	}
+	if _, err := v.VerifyLogout(t.Context(), raw); err == nil {
+		t.Error("logout token without events accepted")
+	}
+	if _, err := p.SignLogoutToken(map[string]any{"bad": func() {}}, ""); err == nil {
+		t.Error("unencodable claims accepted")
+	}
+}
+
+func TestSignWithUnknownKid(t *testing.T) {
+	p := newOP(t, Config{})
+	r := newRP(t, p)
+	claims := map[string]any{"iss": p.Issuer(), "aud": p.ClientID(), "sub": "x", "exp": time.Now().Add(time.Minute).Unix()}
+	published := map[string]bool{}
+	for _, k := range fetchJWKS(t, p).Keys {
+		published[k.KeyID] = true
+	}
+	seen := map[string]bool{}
+	var rogue *signingKey
+	for range 2 {
+		raw, err := p.SignWithUnknownKid(claims)
+		if err != nil {
+			t.Fatal(err)
+		}
+		p.mu.Lock()
+		rogue = p.rogue
+		p.mu.Unlock()
+		kid, _ := jwtHeader(t, raw)["kid"].(string)
+		if kid == "" || published[kid] || seen[kid] {
+			t.Errorf("kid %q is empty, published or repeated", kid)
+		}
+		seen[kid] = true
+		if _, err := r.verifier.Verify(t.Context(), raw); err == nil {
+			t.Error("go-oidc accepted a token of an unpublished key")
+		}
+		// A real RS256 signature over exactly the given claims.
+		jws, err := jose.ParseSigned(raw, []jose.SignatureAlgorithm{jose.RS256})
+		if err != nil {
+			t.Fatal(err)
+		}
+		payload, err := jws.Verify(&rogue.priv.PublicKey)
+		if err != nil {
+			t.Fatalf("signature: %v", err)
+		}
+		want, _ := json.Marshal(claims)
+		if string(payload) != string(want) {
+			t.Errorf("payload = %s, want %s", payload, want)
+		}
+	}
+	for _, k := range fetchJWKS(t, p).Keys {
+		if pub, _ := k.Key.(*rsa.PublicKey); seen[k.KeyID] || pub == nil || pub.Equal(&rogue.priv.PublicKey) {
+			t.Errorf("JWKS publishes %q", k.KeyID)
+		}
+	}
+	if _, err := p.SignWithUnknownKid(map[string]any{"bad": func() {}}); err == nil {
+		t.Error("unencodable claims accepted")
 	}
 }
 
@@ -631,6 +983,83 @@ func TestDownAndFixedAddr(t *testing.T) {
 	}
 	p.Close()
 	p.Close() // idempotent
+}
+
+func TestFetchCounts(t *testing.T) {
+	p := newOP(t, Config{})
+	if p.KeyFetches() != 0 || p.DiscoveryFetches() != 0 {
+		t.Fatalf("fetches = %d/%d before any request", p.KeyFetches(), p.DiscoveryFetches())
+	}
+	r := newRP(t, p)
+	if p.DiscoveryFetches() != 1 || p.KeyFetches() != 0 {
+		t.Errorf("after discovery: fetches = %d/%d, want 1/0", p.DiscoveryFetches(), p.KeyFetches())
+	}
+	if _, err := r.verifier.Verify(t.Context(), r.mustLogin(t).rawIDToken); err != nil {
+		t.Fatal(err)
+	}
+	if p.KeyFetches() != 1 {
+		t.Errorf("after the first verification: KeyFetches = %d, want 1", p.KeyFetches())
+	}
+	if _, err := r.verifier.Verify(t.Context(), r.mustLogin(t).rawIDToken); err != nil {
+		t.Fatal(err)
+	}
+	if p.KeyFetches() != 1 {
+		t.Errorf("go-oidc's key cache was bypassed: KeyFetches = %d, want 1", p.KeyFetches())
+	}
+
+	p.SetDown(true)
+	for _, path := range []string{"/keys", "/.well-known/openid-configuration"} {
+		resp, err := http.Get(p.Issuer() + path)
+		if err != nil {
+			t.Fatal(err)
+		}
+		resp.Body.Close()
+	}
+	if p.KeyFetches() != 2 || p.DiscoveryFetches() != 2 {
+		t.Errorf("while down: fetches = %d/%d, want 2/2", p.KeyFetches(), p.DiscoveryFetches())
+	}
+	p.SetDown(false)
+	resp, err := http.Post(p.Issuer()+"/keys", "text/plain", nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp.Body.Close()
+	if p.KeyFetches() != 2 {
+		t.Errorf("a POST /keys counted: KeyFetches = %d", p.KeyFetches())
+	}
+}
+
+func TestSigningAlgs(t *testing.T) {
+	announced := func(p *Provider) []string {
+		t.Helper()
+		resp, err := http.Get(p.Issuer() + "/.well-known/openid-configuration")
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer resp.Body.Close()
+		var doc struct {
+			Algs []string `json:"id_token_signing_alg_values_supported"`
+		}
+		if err := json.NewDecoder(resp.Body).Decode(&doc); err != nil {
+			t.Fatal(err)
+		}
+		return doc.Algs
+	}
+	if got := announced(newOP(t, Config{})); !slices.Equal(got, []string{"RS256"}) {
+		t.Errorf("default: announced %q, want [RS256]", got)
+	}
+	algs := []string{"none", "HS256", "RS256"}
+	p := newOP(t, Config{SigningAlgs: algs})
+	algs[0] = "changed" // the provider keeps its own copy
+	if got := announced(p); !slices.Equal(got, []string{"none", "HS256", "RS256"}) {
+		t.Errorf("announced %q", got)
+	}
+	// Tokens are still RS256 signed.
+	r := newRP(t, p)
+	l := r.mustLogin(t)
+	if _, err := r.verifier.Verify(t.Context(), l.rawIDToken); err != nil || jwtHeader(t, l.rawIDToken)["alg"] != "RS256" {
+		t.Errorf("verify: %v", err)
+	}
 }
 
 func TestGarbageInput(t *testing.T) {
