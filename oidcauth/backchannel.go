@@ -7,6 +7,8 @@ import (
 	"time"
 
 	"go.uber.org/zap"
+
+	"github.com/oidcgate/caddy-oidc/internal/sessionstore"
 )
 
 // maxLogoutRequest bounds the body of a back-channel logout request.
@@ -65,7 +67,8 @@ func (h *Handler) serveBackchannelLogout(w http.ResponseWriter, r *http.Request)
 		h.logger.Info("back-channel logout", zap.String("sub", lt.Subject), zap.String("sid", lt.SessionID), zap.Int("sessions", n))
 	case *cookieStore:
 		until := now.Add(time.Duration(h.SessionLifetime))
-		if err := store.revocations.Revoke(r.Context(), subKey, sidKey, now, until); err != nil {
+		sel := sessionstore.Selector{Subject: subKey, SID: sidKey}
+		if err := store.revocations.Revoke(r.Context(), sel, now, until); err != nil {
 			h.logger.Error("back-channel logout", zap.Error(err))
 			writeJSON(w, http.StatusServiceUnavailable, map[string]string{"error": "temporarily_unavailable"})
 			return nil
@@ -97,8 +100,13 @@ func (h *Handler) indexKey(v string) string {
 
 // withIndexKeys sets s's index keys; s must not be shared yet.
 func (h *Handler) withIndexKeys(s *Session) *Session {
-	s.subjectKey, s.sidKey = h.indexKey(s.subject), h.indexKey(s.sid)
+	s.subjectKey, s.sidKey, s.signInKey = h.indexKey(s.subject), h.indexKey(s.sid), h.indexKey(s.signInID)
 	return s
+}
+
+// revocationSelector names s in revocation lists.
+func (s *Session) revocationSelector() sessionstore.Selector {
+	return sessionstore.Selector{Subject: s.subjectKey, SID: s.sidKey, Session: s.signInKey}
 }
 
 type errString string

@@ -95,6 +95,7 @@ func (h *Handler) serveCallback(w http.ResponseWriter, r *http.Request) error {
 	_ = idt.Claims(&extra)
 	now := h.now()
 	s := &Session{
+		signInID:     randomString(16),
 		subject:      idt.Subject,
 		sid:          extra.SID,
 		rawIDToken:   raw,

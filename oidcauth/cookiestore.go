@@ -36,10 +36,10 @@ type cookieStore struct {
 	lifetime time.Duration
 	idle     time.Duration
 	cache    *sessionCache
-	// revocations lists the sessions ended by back-channel logout: a
-	// stateless cookie cannot be deleted, so it is refused instead until
-	// it would have expired anyway.
-	revocations sessionstore.Store
+	// revocations lists the sessions ended by a logout or a back-channel
+	// logout: a stateless cookie cannot be deleted, so it (and any copy of
+	// it) is refused instead until it would have expired anyway.
+	revocations sessionstore.Revocations
 }
 
 func (cs *cookieStore) Load(r *http.Request, sc sessionCookie) (*Session, error) {
@@ -84,7 +84,7 @@ func (cs *cookieStore) unlessRevoked(r *http.Request, s *Session) (*Session, err
 	if cs.revocations == nil {
 		return s, nil
 	}
-	revoked, err := cs.revocations.Revoked(r.Context(), s.subjectKey, s.sidKey, s.createdAt)
+	revoked, err := cs.revocations.Revoked(r.Context(), s.revocationSelector(), s.createdAt)
 	if err != nil {
 		return nil, err
 	}
@@ -149,7 +149,27 @@ func (cs *cookieStore) maxAge(s *Session, now time.Time) time.Duration {
 	return d
 }
 
-func (cs *cookieStore) Delete(w http.ResponseWriter, r *http.Request) error {
+// Update implements SessionStore: the new cookie replaces the old one in
+// the browser. A session revoked meanwhile (a logout while the provider
+// was refreshing its tokens) stays revoked, since its sign-in ID does not
+// change; Update says so rather than hand out the new cookie.
+func (cs *cookieStore) Update(w http.ResponseWriter, r *http.Request, _, next *Session) error {
+	if cs.revocations != nil {
+		revoked, err := cs.revocations.Revoked(r.Context(), next.revocationSelector(), next.createdAt)
+		if err != nil {
+			return err
+		}
+		if revoked {
+			return errSessionGone
+		}
+	}
+	return cs.Save(w, r, next)
+}
+
+// Delete implements SessionStore. The browser is asked to forget the
+// cookies, and the sign-in is revoked, so that a copy of the cookie taken
+// earlier is refused too, until the session would have expired anyway.
+func (cs *cookieStore) Delete(w http.ResponseWriter, r *http.Request, s *Session) error {
 	name := cs.cookies.fullName(r, cs.cookies.name)
 	if v, ok := requestCookie(r, name); ok {
 		cs.cache.remove(v)
@@ -160,7 +180,15 @@ func (cs *cookieStore) Delete(w http.ResponseWriter, r *http.Request) error {
 			cs.cookies.expire(w, r, k)
 		}
 	})
-	return nil
+	if s == nil || cs.revocations == nil {
+		return nil
+	}
+	now := cs.owner.now()
+	until := s.createdAt.Add(cs.lifetime)
+	if cs.lifetime <= 0 {
+		until = now.Add(defaultSessionLifetime)
+	}
+	return cs.revocations.Revoke(r.Context(), sessionstore.Selector{Session: s.signInKey}, now, until)
 }
 
 // sessionCache remembers decoded sessions by their sealed cookie value, so a

@@ -64,9 +64,15 @@ func (h *Handler) serveLogout(w http.ResponseWriter, r *http.Request) error {
 		h.logger.Info("sign-out request not sent by the site refused", zap.Stringer("from", from))
 		return h.logoutConfirmation(w, r, rd, http.StatusForbidden)
 	}
-	s, _ := h.loadSession(r)
-	if err := h.store.Delete(w, r); err != nil {
-		h.logger.Error("deleting session", zap.Error(err))
+	s, err := h.loadSession(r)
+	if err != nil {
+		return h.storeUnavailable(w, r, err)
+	}
+	if err := h.store.Delete(w, r, s); err != nil {
+		// The cookies are cleared in this browser, but a copy of them
+		// would still work: say so rather than pretend.
+		h.clearLoginCookies(w, r)
+		return h.storeUnavailable(w, r, err)
 	}
 	h.clearLoginCookies(w, r)
 	w.Header().Set("Cache-Control", "no-store")

@@ -11,6 +11,7 @@ import (
 	"time"
 
 	"github.com/caddyserver/caddy/v2"
+	"github.com/caddyserver/certmagic"
 
 	"go.uber.org/zap"
 
@@ -44,6 +45,9 @@ func newTestHandler(tb testing.TB, h *Handler) *Handler {
 	if len(h.SessionKeys) == 0 {
 		h.SessionKeys = []string{testKey()}
 	}
+	if h.storage == nil {
+		h.storage = &certmagic.FileStorage{Path: tb.TempDir()}
+	}
 	if err := h.provision(ctx, zap.NewNop()); err != nil {
 		tb.Fatal(err)
 	}
@@ -64,6 +68,7 @@ func fakeJWT(payload string) string {
 func testSession(now time.Time, idTokenPadding, accessTokenSize int) *Session {
 	payload := `{"iss":"http://op","sub":"user-1","aud":"client","email":"alice@example.com","name":"Alice Example","email_verified":true,"age":42,"groups":["a","b"],"pad":"` + strings.Repeat("x", idTokenPadding) + `"}`
 	s := &Session{
+		signInID:     randomString(16),
 		subject:      "user-1",
 		rawIDToken:   fakeJWT(payload),
 		accessToken:  randomString(accessTokenSize * 3 / 4),

@@ -11,7 +11,7 @@ import (
 	"io/fs"
 	"strings"
 
-	"github.com/caddyserver/caddy/v2"
+	"github.com/caddyserver/certmagic"
 )
 
 // sessionKeySize is the length of an AES-256 key.
@@ -115,8 +115,7 @@ func decodeSessionKey(s string) ([]byte, error) {
 // loadOrCreateStoredKey returns the session key kept in Caddy's storage,
 // creating it under the storage lock if it does not exist yet, so that
 // instances sharing storage and starting together agree on one key.
-func loadOrCreateStoredKey(ctx caddy.Context) ([]byte, error) {
-	storage := ctx.Storage()
+func loadOrCreateStoredKey(ctx context.Context, storage certmagic.Storage) ([]byte, error) {
 	if storage == nil {
 		return nil, errors.New("no storage configured")
 	}

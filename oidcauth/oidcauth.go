@@ -4,6 +4,7 @@
 package oidcauth
 
 import (
+	"errors"
 	"fmt"
 	"net/http"
 	"net/url"
@@ -13,6 +14,7 @@ import (
 
 	"github.com/caddyserver/caddy/v2"
 	"github.com/caddyserver/caddy/v2/modules/caddyhttp"
+	"github.com/caddyserver/certmagic"
 	"go.uber.org/zap"
 
 	"github.com/oidcgate/caddy-oidc/internal/origin"
@@ -151,10 +153,15 @@ type Handler struct {
 	SigningAlgs []string `json:"signing_algs,omitempty"`
 
 	callbackPath string
-	// backend is the server-side store, or for the cookie store the store
-	// of back-channel logout revocations; release gives it back.
-	backend       sessionstore.Store
-	release       func()
+	// revocations is where logouts of cookie sessions and the logout
+	// tokens already used are kept: the server-side store, Redis, or
+	// Caddy's storage; release gives the stores back.
+	revocations sessionstore.Revocations
+	release     func()
+	// storage is Caddy's storage: the generated session key and the
+	// cookie store's revocation list live there. Provisioning sets it
+	// (unit tests set it beforehand).
+	storage       certmagic.Storage
 	redirectURL   *url.URL // absolute RedirectURL, or nil for request-relative
 	provider      *provider
 	store         SessionStore
@@ -205,6 +212,9 @@ func (h *Handler) Provision(ctx caddy.Context) error {
 func (h *Handler) provision(ctx caddy.Context, logger *zap.Logger) error {
 	h.logger = logger
 	h.now = time.Now
+	if h.storage == nil {
+		h.storage = ctx.Storage()
+	}
 	repl := caddy.NewReplacer()
 
 	issuer, err := repl.ReplaceOrErr(h.Issuer, true, true)
@@ -307,7 +317,7 @@ func (h *Handler) provision(ctx caddy.Context, logger *zap.Logger) error {
 	if err != nil {
 		return fmt.Errorf("session_store: %v", err)
 	}
-	h.backend, h.release = backend, release
+	h.revocations, h.release = backend, release
 	if h.SessionStore.Type == "cookie" {
 		h.store = &cookieStore{
 			owner:       h,
@@ -327,7 +337,7 @@ func (h *Handler) provision(ctx caddy.Context, logger *zap.Logger) error {
 			aad:      append(aad, 0),
 			lifetime: time.Duration(h.SessionLifetime),
 			idle:     time.Duration(h.IdleTimeout),
-			backend:  backend,
+			backend:  backend.(sessionstore.Store),
 			decoded:  make(map[string]decodedRecord),
 		}
 	}
@@ -359,7 +369,7 @@ func (h *Handler) loadKeys(ctx caddy.Context, repl *caddy.Replacer) (*keyRing, e
 		raw = append(raw, k)
 	}
 	if len(raw) == 0 {
-		k, err := loadOrCreateStoredKey(ctx)
+		k, err := loadOrCreateStoredKey(ctx, h.storage)
 		if err != nil {
 			return nil, fmt.Errorf("loading session key from storage: %v", err)
 		}
@@ -477,9 +487,14 @@ func (h *Handler) session(w http.ResponseWriter, r *http.Request, rc *requestCoo
 		return nil, nil
 	}
 	if h.touchInterval > 0 && now.Sub(s.lastSeen) >= h.touchInterval {
-		s = s.touched(now)
-		if err := h.store.Save(w, r, s); err != nil {
+		touched := s.touched(now)
+		switch err := h.store.Update(w, r, s, touched); {
+		case errors.Is(err, errSessionGone):
+			return nil, nil // ended by a logout just now
+		case err != nil:
 			h.logger.Error("saving session", zap.Error(err))
+		default:
+			s = touched
 		}
 	}
 	return s, nil

@@ -2,6 +2,7 @@ package oidcauth
 
 import (
 	"encoding/json"
+	"errors"
 	"fmt"
 	"net/http"
 	"net/http/httptest"
@@ -10,6 +11,9 @@ import (
 	"time"
 
 	"github.com/caddyserver/caddy/v2"
+	"github.com/caddyserver/certmagic"
+
+	"github.com/oidcgate/caddy-oidc/internal/redistest"
 	"go.uber.org/zap"
 )
 
@@ -168,6 +172,7 @@ func TestValidateRefusesReservedAuthParamsAndWeakAlgorithms(t *testing.T) {
 		}
 		ctxH.ClientID = "c"
 		ctxH.SessionKeys = []string{testKey()}
+		ctxH.storage = &certmagic.FileStorage{Path: t.TempDir()}
 		ctx, cancel := caddy.NewContext(caddy.Context{Context: t.Context()})
 		err := ctxH.provision(ctx, zap.NewNop())
 		if err == nil {
@@ -177,5 +182,40 @@ func TestValidateRefusesReservedAuthParamsAndWeakAlgorithms(t *testing.T) {
 		if err == nil {
 			t.Errorf("%+v accepted", *h)
 		}
+	}
+}
+
+// TestIdleTouchCannotBringAnEndedSessionBack: with an idle timeout, a
+// request that moves a server-side session's last-seen time forward writes
+// it back. If a logout deleted the session meanwhile, that write must not
+// recreate it; the request is then signed out too.
+func TestIdleTouchCannotBringAnEndedSessionBack(t *testing.T) {
+	rs := redistest.Start(t)
+	for _, cfg := range []*SessionStoreConfig{
+		{Type: "memory"},
+		{Type: "redis", Redis: &RedisConfig{Addresses: []string{rs.Addr()}}},
+	} {
+		t.Run(cfg.Type, func(t *testing.T) {
+			h := newTestHandler(t, &Handler{SessionStore: cfg, IdleTimeout: caddy.Duration(30 * time.Minute)})
+			start := time.Now()
+			r := signedInRequest(t, h, testSession(start, 10, 10))
+			s, err := h.loadSession(r)
+			if err != nil || s == nil {
+				t.Fatalf("no session: %v", err)
+			}
+			// The request read the session; a logout deletes it now...
+			if err := h.store.Delete(httptest.NewRecorder(), caddyRequest(r), s); err != nil {
+				t.Fatal(err)
+			}
+			// ...and the request's touch comes after.
+			err = h.store.Update(httptest.NewRecorder(), r, s, s.touched(start.Add(10*time.Minute)))
+			if !errors.Is(err, errSessionGone) {
+				t.Fatalf("touch after logout: %v, want errSessionGone", err)
+			}
+			if again, err := h.loadSession(caddyRequest(r)); err != nil || again != nil {
+				t.Fatalf("after the touch the session is back (%v)", err)
+			}
+
+		})
 	}
 }

@@ -74,7 +74,7 @@ func FreshSession(w http.ResponseWriter, r *http.Request, minValidity time.Durat
 	if err != nil {
 		if errors.Is(err, ErrSessionEnded) {
 			h.logger.Info("session ended by the provider", zap.String("sub", s.subject))
-			if derr := h.store.Delete(w, r); derr != nil {
+			if derr := h.store.Delete(w, r, s); derr != nil {
 				h.logger.Error("deleting session", zap.Error(derr))
 			}
 		} else {
@@ -82,7 +82,12 @@ func FreshSession(w http.ResponseWriter, r *http.Request, minValidity time.Durat
 		}
 		return nil, err
 	}
-	if err := h.store.Save(w, r, ns); err != nil {
+	if err := h.store.Update(w, r, s, ns); err != nil {
+		if errors.Is(err, errSessionGone) {
+			// Ended (a logout) while the provider was answering.
+			h.logger.Info("session ended during a refresh", zap.String("sub", s.subject))
+			return nil, ErrSessionEnded
+		}
 		h.logger.Error("saving refreshed session", zap.Error(err))
 	}
 	st.session = ns
@@ -208,6 +213,7 @@ func (h *Handler) refreshTokens(ctx context.Context, s *Session) (*Session, erro
 		return nil, fmt.Errorf("%w: %v", errProviderUnavailable, err)
 	}
 	ns := *s
+	ns.record = nil // not stored yet
 	ns.accessToken = tok.AccessToken
 	ns.tokenExpiry = tok.Expiry
 	if tok.RefreshToken != "" {

@@ -78,7 +78,10 @@ func (ss *serverStore) load(ctx context.Context, id string, fresh bool) (*Sessio
 	if ok && bytes.Equal(d.data, rec.Data) {
 		return d.session, nil
 	}
-	plain, err := ss.keys.open(rec.Data, ss.recordAAD(id))
+	// rec.Data may be the store's own slice; the session keeps a copy to
+	// compare with when it writes.
+	data := bytes.Clone(rec.Data)
+	plain, err := ss.keys.open(data, ss.recordAAD(id))
 	if err != nil {
 		return nil, nil // sealed with a retired key, or not ours
 	}
@@ -86,7 +89,7 @@ func (ss *serverStore) load(ctx context.Context, id string, fresh bool) (*Sessio
 	if err != nil {
 		return nil, nil
 	}
-	s.owner, s.id = ss.owner, id
+	s.owner, s.id, s.record = ss.owner, id, data
 	ss.owner.withIndexKeys(s)
 	ss.mu.Lock()
 	if len(ss.decoded) >= maxDecodedRecords {
@@ -98,7 +101,7 @@ func (ss *serverStore) load(ctx context.Context, id string, fresh bool) (*Sessio
 			}
 		}
 	}
-	ss.decoded[id] = decodedRecord{rec.Data, s}
+	ss.decoded[id] = decodedRecord{data, s}
 	ss.mu.Unlock()
 	return s, nil
 }
@@ -135,7 +138,69 @@ func (ss *serverStore) expires(s *Session) time.Time {
 	return end
 }
 
-func (ss *serverStore) Delete(w http.ResponseWriter, r *http.Request) error {
+// Update implements SessionStore: next replaces the record old was loaded
+// from, and only that record. If the record changed meanwhile, it is read
+// again: gone means the session ended (a logout) and stays so; otherwise
+// the write is retried on top of the new record, keeping next's tokens
+// only if the record still holds old's. A session whose record is set was
+// written already (by refresh).
+func (ss *serverStore) Update(w http.ResponseWriter, r *http.Request, old, next *Session) error {
+	if next.record != nil {
+		return nil
+	}
+	_, err := ss.replace(r.Context(), old, next)
+	return err
+}
+
+// replace writes next over old's record, as Update describes, and returns
+// the session as stored.
+func (ss *serverStore) replace(ctx context.Context, old, next *Session) (*Session, error) {
+	for range 3 {
+		rec, data, err := ss.seal(next)
+		if err != nil {
+			return nil, err
+		}
+		ok, err := ss.backend.Replace(ctx, storeKey(old.id), old.record, rec)
+		if err != nil {
+			return nil, err
+		}
+		if ok {
+			stored := *next
+			stored.record = data
+			return &stored, nil
+		}
+		cur, err := ss.load(ctx, old.id, true)
+		switch {
+		case err != nil:
+			return nil, err
+		case cur == nil:
+			return nil, errSessionGone
+		case cur.accessToken != old.accessToken || cur.refreshToken != old.refreshToken:
+			if next.accessToken != old.accessToken {
+				// Another write changed the tokens while ours were being
+				// refreshed; both cannot win.
+				return nil, errSessionGone
+			}
+			return cur, nil // a touch over a refresh: the refresh wins
+		}
+		// Only lastSeen moved (a touch elsewhere): write again on top.
+		n := *next
+		n.lastSeen = maxTime(n.lastSeen, cur.lastSeen)
+		old, next = cur, &n
+	}
+	return nil, fmt.Errorf("%w: the session record keeps changing", sessionstore.ErrUnavailable)
+}
+
+func maxTime(a, b time.Time) time.Time {
+	if a.After(b) {
+		return a
+	}
+	return b
+}
+
+// Delete implements SessionStore: the record is deleted, so the session ID
+// in any copy of the cookie leads nowhere.
+func (ss *serverStore) Delete(w http.ResponseWriter, r *http.Request, _ *Session) error {
 	name := ss.cookies.fullName(r, ss.cookies.name)
 	ss.cookies.expire(w, r, name)
 	id, ok := requestCookie(r, name)
@@ -192,9 +257,11 @@ func (ss *serverStore) refresh(ctx context.Context, s *Session, refresh func(con
 			}
 			return cur, nil // refreshed by another instance
 		case ok:
-			ns, err := refresh(ctx, s)
+			// The write is conditional on the record read above: a logout
+			// that lands while the provider answers stays a logout.
+			ns, err := refresh(ctx, cur)
 			if err == nil {
-				err = ss.put(ctx, ns)
+				ns, err = ss.replace(ctx, cur, ns)
 			}
 			release()
 			return ns, err
@@ -210,18 +277,29 @@ func (ss *serverStore) refresh(ctx context.Context, s *Session, refresh func(con
 	}
 }
 
-// put stores s under its ID.
+// put stores s under its ID, creating or replacing the record: for new
+// sessions, whose ID is fresh.
 func (ss *serverStore) put(ctx context.Context, s *Session) error {
-	plain, err := s.marshal()
+	rec, _, err := ss.seal(s)
 	if err != nil {
 		return err
 	}
-	return ss.backend.Put(ctx, storeKey(s.id), sessionstore.Record{
-		Data:    ss.keys.seal(plain, ss.recordAAD(s.id)),
+	return ss.backend.Put(ctx, storeKey(s.id), rec)
+}
+
+// seal returns s as a record, and its sealed data.
+func (ss *serverStore) seal(s *Session) (sessionstore.Record, []byte, error) {
+	plain, err := s.marshal()
+	if err != nil {
+		return sessionstore.Record{}, nil, err
+	}
+	data := ss.keys.seal(plain, ss.recordAAD(s.id))
+	return sessionstore.Record{
+		Data:    data,
 		Subject: ss.owner.indexKey(s.subject),
 		SID:     ss.owner.indexKey(s.sid),
 		Expires: ss.expires(s),
-	})
+	}, data, nil
 }
 
 // storeKey is what the backing store knows a session by: a hash of its ID.

@@ -2,12 +2,14 @@ package oidcauth
 
 import (
 	"bytes"
+	"crypto/sha256"
 	"encoding/base64"
 	"encoding/binary"
 	"encoding/json"
 	"errors"
 	"fmt"
 	"net/http"
+	"strconv"
 	"strings"
 	"time"
 
@@ -22,7 +24,10 @@ import (
 // (such as token_inject) through methods; they are never exposed as
 // placeholders or variables, and Session's String form names only the subject.
 type Session struct {
-	id           string // server-side stores: the session ID in the cookie
+	id string // server-side stores: the session ID in the cookie
+	// signInID names this sign-in, whatever its tokens become: a logout
+	// revokes it, which ends a stateless cookie session and any copy of it.
+	signInID     string
 	subject      string
 	sid          string
 	rawIDToken   string
@@ -36,9 +41,14 @@ type Session struct {
 	// refresh and save it.
 	owner *Handler
 
-	// subjectKey and sidKey stand for the subject and provider session ID
-	// in the store's indexes and revocation lists (see indexKey).
-	subjectKey, sidKey string
+	// subjectKey, sidKey and signInKey stand for the subject, the provider
+	// session ID and the sign-in in the store's indexes and revocation
+	// lists (see indexKey).
+	subjectKey, sidKey, signInKey string
+
+	// record is the sealed record a server-side store loaded the session
+	// from: a later write replaces exactly that record, or nothing.
+	record []byte
 
 	// Derived from rawIDToken when the session is decoded, not stored.
 	claimsJSON []byte
@@ -119,9 +129,19 @@ type SessionStore interface {
 	Load(r *http.Request, sc sessionCookie) (*Session, error)
 	// Save stores s and sets whatever cookies refer to it on w.
 	Save(w http.ResponseWriter, r *http.Request, s *Session) error
-	// Delete ends the request's session, if any, and clears its cookies.
-	Delete(w http.ResponseWriter, r *http.Request) error
+	// Update stores next in place of old (a refresh, an idle-timeout
+	// touch) and sets whatever cookies refer to it. A session that ended
+	// meanwhile stays ended: Update then returns errSessionGone.
+	Update(w http.ResponseWriter, r *http.Request, old, next *Session) error
+	// Delete ends the request's session s (nil if it has none that is
+	// valid) for good, also for copies of its cookies, and clears its
+	// cookies.
+	Delete(w http.ResponseWriter, r *http.Request, s *Session) error
 }
+
+// errSessionGone is returned by Update when the session was ended (a
+// logout, a back-channel logout) while the update was under way.
+var errSessionGone = errors.New("the session has ended")
 
 // The persisted form of a Session is a compact binary record rather than
 // JSON: it is decoded whenever a session is not in memory yet (the first
@@ -129,23 +149,27 @@ type SessionStore interface {
 // few kilobytes of tokens costs tens of microseconds.
 //
 //	version byte | varint createdAt, lastSeen (Unix milliseconds), tokenExpiry (Unix seconds) |
-//	uvarint-length-prefixed subject, sid, ID token, access token, refresh token
+//	uvarint-length-prefixed subject, sid, ID token, access token, refresh token, sign-in ID
 //
-// Claims are not stored: they are decoded again from the ID token.
-const storedSessionVersion = 3
+// Claims are not stored: they are decoded again from the ID token. Version
+// 3 records, without the sign-in ID, are still read.
+const (
+	storedSessionVersion   = 4
+	storedSessionVersionV3 = 3
+)
 
 func (s *Session) marshal() ([]byte, error) {
 	var expiry int64
 	if !s.tokenExpiry.IsZero() {
 		expiry = s.tokenExpiry.Unix()
 	}
-	b := make([]byte, 0, 1+3*binary.MaxVarintLen64+5*binary.MaxVarintLen32+
-		len(s.subject)+len(s.sid)+len(s.rawIDToken)+len(s.accessToken)+len(s.refreshToken))
+	b := make([]byte, 0, 1+3*binary.MaxVarintLen64+6*binary.MaxVarintLen32+
+		len(s.subject)+len(s.sid)+len(s.rawIDToken)+len(s.accessToken)+len(s.refreshToken)+len(s.signInID))
 	b = append(b, storedSessionVersion)
 	b = binary.AppendVarint(b, s.createdAt.UnixMilli())
 	b = binary.AppendVarint(b, s.lastSeen.UnixMilli())
 	b = binary.AppendVarint(b, expiry)
-	for _, f := range []string{s.subject, s.sid, s.rawIDToken, s.accessToken, s.refreshToken} {
+	for _, f := range []string{s.subject, s.sid, s.rawIDToken, s.accessToken, s.refreshToken, s.signInID} {
 		b = binary.AppendUvarint(b, uint64(len(f)))
 		b = append(b, f...)
 	}
@@ -153,7 +177,7 @@ func (s *Session) marshal() ([]byte, error) {
 }
 
 func unmarshalSession(b []byte) (*Session, error) {
-	if len(b) == 0 || b[0] != storedSessionVersion {
+	if len(b) == 0 || (b[0] != storedSessionVersion && b[0] != storedSessionVersionV3) {
 		return nil, errors.New("unknown session format")
 	}
 	rd := recordReader{b: b[1:]}
@@ -167,7 +191,12 @@ func unmarshalSession(b []byte) (*Session, error) {
 		createdAt:    time.UnixMilli(created),
 		lastSeen:     time.UnixMilli(seen),
 	}
-	if rd.err != nil || len(rd.b) != 0 {
+	if b[0] == storedSessionVersion {
+		s.signInID = rd.string()
+	} else {
+		s.signInID = derivedSignInID(s.subject, s.sid, created)
+	}
+	if rd.err != nil || len(rd.b) != 0 || s.signInID == "" {
 		return nil, errors.New("malformed session record")
 	}
 	if expiry != 0 {
@@ -177,6 +206,14 @@ func unmarshalSession(b []byte) (*Session, error) {
 		return nil, err
 	}
 	return s, nil
+}
+
+// derivedSignInID names a sign-in recorded before sessions carried a
+// sign-in ID: its subject, provider session and sign-in time, which no
+// refresh changes.
+func derivedSignInID(subject, sid string, createdMs int64) string {
+	sum := sha256.Sum256([]byte(subject + "\x00" + sid + "\x00" + strconv.FormatInt(createdMs, 10)))
+	return base64.RawURLEncoding.EncodeToString(sum[:16])
 }
 
 // recordReader reads the fields of a session record, remembering the first
@@ -256,5 +293,6 @@ func (s *Session) expired(now time.Time, lifetime, idle time.Duration) bool {
 func (s *Session) touched(now time.Time) *Session {
 	c := *s
 	c.lastSeen = now
+	c.record = nil // not stored yet
 	return &c
 }

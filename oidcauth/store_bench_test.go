@@ -33,7 +33,7 @@ func BenchmarkSessionLoad(b *testing.B) {
 				}
 			}
 			h := newTestHandler(b, &Handler{SessionStore: cfg})
-			if rs, ok := h.backend.(*sessionstore.Redis); ok && rs.CacheLive() != nil {
+			if rs, ok := h.revocations.(*sessionstore.Redis); ok && rs.CacheLive() != nil {
 				<-rs.CacheLive()
 			}
 			r := signedInRequest(b, h, testSession(time.Now(), 700, 1200))

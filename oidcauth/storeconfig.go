@@ -2,7 +2,9 @@ package oidcauth
 
 import (
 	"context"
+	"crypto/sha256"
 	"crypto/tls"
+	"encoding/hex"
 	"errors"
 	"fmt"
 	"net"
@@ -10,6 +12,7 @@ import (
 	"time"
 
 	"github.com/caddyserver/caddy/v2"
+	"github.com/caddyserver/certmagic"
 	"github.com/redis/go-redis/v9"
 	"go.uber.org/zap"
 
@@ -87,10 +90,11 @@ type pooledMemory struct{ *sessionstore.Memory }
 
 func (pooledMemory) Destruct() error { return nil }
 
-// openBackend opens the server-side store (or, for the cookie store, the
-// store that keeps back-channel logout revocations) and returns a function
-// that releases it when the config is unloaded.
-func (h *Handler) openBackend(repl *caddy.Replacer, poolKey string) (sessionstore.Store, func(), error) {
+// openBackend opens the server-side store (a sessionstore.Store) or, for
+// the cookie store, the revocation list: in Redis when one is configured,
+// else in Caddy's storage. It returns a function that releases it when
+// the config is unloaded.
+func (h *Handler) openBackend(repl *caddy.Replacer, poolKey string) (sessionstore.Revocations, func(), error) {
 	cfg := h.SessionStore
 	switch {
 	case cfg.Redis != nil && (cfg.Type == "redis" || cfg.Type == "cookie"):
@@ -107,6 +111,8 @@ func (h *Handler) openBackend(repl *caddy.Replacer, poolKey string) (sessionstor
 		return rs, func() { _ = rs.Close() }, nil
 	case cfg.Type == "redis":
 		return nil, nil, errors.New("session_store redis needs a redis configuration")
+	case cfg.Type == "cookie":
+		return openStorageRevocations(h.storage, poolKey, h.logger)
 	}
 	max := cfg.MaxEntries
 	if max <= 0 {
@@ -119,6 +125,42 @@ func (h *Handler) openBackend(repl *caddy.Replacer, poolKey string) (sessionstor
 		return nil, nil, err
 	}
 	return v.(pooledMemory).Memory, func() { _, _ = memoryStores.Delete(poolKey) }, nil
+}
+
+// storageRevocations keeps one revocation list per client and cookie name
+// across config reloads, so reloads do not start a reader of the storage
+// each.
+var storageRevocations = caddy.NewUsagePool()
+
+type pooledRevocations struct {
+	*sessionstore.StorageRevocations
+}
+
+func (p pooledRevocations) Destruct() error { return p.Close() }
+
+// openStorageRevocations opens the cookie store's revocation list in
+// Caddy's storage, under a directory named after the client and cookie,
+// so that instances sharing the storage share the list.
+func openStorageRevocations(storage certmagic.Storage, poolKey string, logger *zap.Logger) (sessionstore.Revocations, func(), error) {
+	if storage == nil {
+		return nil, nil, errors.New("no storage configured for the revocation list")
+	}
+	sum := sha256.Sum256([]byte(poolKey))
+	dir := "oidc_auth/revocations/" + hex.EncodeToString(sum[:8])
+	// A reload that keeps the storage keeps the list; one that changes it
+	// gets a new list.
+	id := fmt.Sprintf("%p", storage)
+	if st, ok := storage.(fmt.Stringer); ok {
+		id = st.String()
+	}
+	key := poolKey + "\x00revocations\x00" + id
+	v, _, err := storageRevocations.LoadOrNew(key, func() (caddy.Destructor, error) {
+		return pooledRevocations{sessionstore.NewStorageRevocations(storage, dir, 0, logger)}, nil
+	})
+	if err != nil {
+		return nil, nil, err
+	}
+	return v.(pooledRevocations).StorageRevocations, func() { _, _ = storageRevocations.Delete(key) }, nil
 }
 
 // redisLogOnce routes go-redis's own messages (connection failures, with

@@ -124,14 +124,14 @@ func TestRedisLocalCacheSeesChangesAtOtherInstances(t *testing.T) {
 			})
 
 			issued := time.Now().Add(-time.Minute)
-			if revoked, err := a.Revoked(ctx, "user", "", issued); err != nil || revoked {
+			if revoked, err := a.Revoked(ctx, Selector{Subject: "user"}, issued); err != nil || revoked {
 				t.Fatalf("Revoked before any revocation = %v, %v", revoked, err)
 			}
-			if err := b.Revoke(ctx, "user", "", time.Now(), exp); err != nil {
+			if err := b.Revoke(ctx, Selector{Subject: "user"}, time.Now(), exp); err != nil {
 				t.Fatal(err)
 			}
 			eventually(t, "a revocation", func() bool {
-				revoked, err := a.Revoked(ctx, "user", "", issued)
+				revoked, err := a.Revoked(ctx, Selector{Subject: "user"}, issued)
 				return err == nil && revoked
 			})
 		})

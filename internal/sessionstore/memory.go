@@ -1,6 +1,7 @@
 package sessionstore
 
 import (
+	"bytes"
 	"container/list"
 	"context"
 	"sync"
@@ -33,11 +34,9 @@ type Memory struct {
 	bytes     int
 	locks     map[string]memLock
 	lockSeq   uint64
-	revoked   map[string]memRevocation // "sub:"+subject or "sid:"+sid
-	// anyRevoked is len(revoked) > 0: Revoked runs on every request of a
-	// cookie session and usually has nothing to find.
-	anyRevoked atomic.Bool
-	nextSweep  time.Time
+	revoked   memRevocations
+	seen      map[string]time.Time // Remember's keys, until when
+	nextSweep time.Time
 }
 
 type memEntry struct {
@@ -51,10 +50,9 @@ type memLock struct {
 	expires time.Time
 }
 
-type memRevocation struct {
-	atMs  int64
-	until time.Time
-}
+// maxRemembered bounds Remember's keys (logout tokens' jti, each kept a
+// few minutes).
+const maxRemembered = 100_000
 
 // NewMemory returns an empty store holding at most maxEntries records
 // (DefaultMaxEntries if maxEntries <= 0).
@@ -70,7 +68,8 @@ func NewMemory(maxEntries int) *Memory {
 		bySubject: make(map[string]map[*memEntry]struct{}),
 		bySID:     make(map[string]map[*memEntry]struct{}),
 		locks:     make(map[string]memLock),
-		revoked:   make(map[string]memRevocation),
+		revoked:   newMemRevocations(),
+		seen:      make(map[string]time.Time),
 	}
 }
 
@@ -103,13 +102,19 @@ func (m *Memory) Put(_ context.Context, id string, rec Record) error {
 	}
 	m.mu.Lock()
 	defer m.mu.Unlock()
+	m.putLocked(id, rec)
+	return nil
+}
+
+// putLocked creates or replaces the record id; m.mu must be held.
+func (m *Memory) putLocked(id string, rec Record) {
 	now := m.now()
 	m.sweep(now)
 	if el, ok := m.byID[id]; ok {
 		m.remove(el)
 	}
 	if !now.Before(rec.Expires) {
-		return nil
+		return
 	}
 	for m.lru.Len() >= m.max {
 		m.remove(m.lru.Back())
@@ -120,7 +125,24 @@ func (m *Memory) Put(_ context.Context, id string, rec Record) error {
 	addIndex(m.bySubject, e.subject, e)
 	addIndex(m.bySID, e.sid, e)
 	m.bytes += e.size()
-	return nil
+}
+
+// Replace implements Store.
+func (m *Memory) Replace(_ context.Context, id string, old []byte, rec Record) (bool, error) {
+	if id == "" {
+		return false, errEmptyID
+	}
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	el, ok := m.byID[id]
+	if !ok {
+		return false, nil
+	}
+	if e := el.Value.(*memEntry); !m.now().Before(e.expires) || !bytes.Equal(e.data, old) {
+		return false, nil
+	}
+	m.putLocked(id, rec)
+	return true, nil
 }
 
 // Delete implements Store.
@@ -180,40 +202,41 @@ func (m *Memory) TryLock(_ context.Context, key string, lease time.Duration) (fu
 	}, true, nil
 }
 
-// Revoke implements Store.
-func (m *Memory) Revoke(_ context.Context, subject, sid string, at, until time.Time) error {
-	key, ok := revocationKey(subject, sid)
-	if !ok {
-		return errNoSelector
-	}
-	m.mu.Lock()
-	defer m.mu.Unlock()
-	if !m.now().Before(until) {
-		return nil
-	}
-	r := m.revoked[key]
-	r.atMs = max(r.atMs, at.UnixMilli())
-	if until.After(r.until) {
-		r.until = until
-	}
-	m.revoked[key] = r
-	m.anyRevoked.Store(true)
-	return nil
+// Revoke implements Revocations.
+func (m *Memory) Revoke(_ context.Context, sel Selector, at, until time.Time) error {
+	return m.revoked.revoke(sel, at, until, m.now())
 }
 
-// Revoked implements Store.
-func (m *Memory) Revoked(_ context.Context, subject, sid string, issuedAt time.Time) (bool, error) {
-	if !m.anyRevoked.Load() {
-		return false, nil
-	}
+// Revoked implements Revocations.
+func (m *Memory) Revoked(_ context.Context, sel Selector, issuedAt time.Time) (bool, error) {
+	return m.revoked.covers(sel, issuedAt, m.now()), nil
+}
+
+// Remember implements Revocations.
+func (m *Memory) Remember(_ context.Context, key string, until time.Time) (bool, error) {
 	m.mu.Lock()
 	defer m.mu.Unlock()
-	now := m.now()
-	revoked := func(key string) bool {
-		r, ok := m.revoked[key]
-		return ok && now.Before(r.until) && revokedAt(r.atMs, issuedAt)
+	return remember(m.seen, key, until, m.now())
+}
+
+// remember records key in seen until until, unless it is there already;
+// expired keys are dropped when seen is full.
+func remember(seen map[string]time.Time, key string, until, now time.Time) (bool, error) {
+	if u, ok := seen[key]; ok && now.Before(u) {
+		return false, nil
 	}
-	return (subject != "" && revoked("sub:"+subject)) || (sid != "" && revoked("sid:"+sid)), nil
+	if len(seen) >= maxRemembered {
+		for k, u := range seen {
+			if !now.Before(u) {
+				delete(seen, k)
+			}
+		}
+		if len(seen) >= maxRemembered {
+			return false, errFull
+		}
+	}
+	seen[key] = until
+	return true, nil
 }
 
 // Close implements Store; the records stay until the Memory is dropped.
@@ -266,12 +289,12 @@ func (m *Memory) sweep(now time.Time) {
 			delete(m.locks, k)
 		}
 	}
-	for k, r := range m.revoked {
-		if !now.Before(r.until) {
-			delete(m.revoked, k)
+	m.revoked.sweep(now)
+	for k, u := range m.seen {
+		if !now.Before(u) {
+			delete(m.seen, k)
 		}
 	}
-	m.anyRevoked.Store(len(m.revoked) > 0)
 }
 
 func addIndex(idx map[string]map[*memEntry]struct{}, key string, e *memEntry) {
@@ -295,14 +318,75 @@ func removeIndex(idx map[string]map[*memEntry]struct{}, key string, e *memEntry)
 	}
 }
 
-func revocationKey(subject, sid string) (string, bool) {
-	switch {
-	case sid != "":
-		return "sid:" + sid, true
-	case subject != "":
-		return "sub:" + subject, true
-	}
-	return "", false
+var _ Store = (*Memory)(nil)
+
+// memRevocations is a revocation list in memory: the Memory store's, and
+// the index the storage-backed list keeps of what it read.
+type memRevocations struct {
+	// any is len(entries) > 0: Revoked runs on every request of a cookie
+	// session and usually has nothing to find.
+	any     atomic.Bool
+	mu      sync.RWMutex
+	entries map[string]memRevocation // "sub:", "sid:" or "sess:" + key
 }
 
-var _ Store = (*Memory)(nil)
+type memRevocation struct {
+	atMs  int64
+	until time.Time
+}
+
+func newMemRevocations() memRevocations {
+	return memRevocations{entries: make(map[string]memRevocation)}
+}
+
+func (mr *memRevocations) revoke(sel Selector, at, until, now time.Time) error {
+	key, ok := sel.key()
+	if !ok {
+		return errNoSelector
+	}
+	mr.merge(key, memRevocation{at.UnixMilli(), until}, now)
+	return nil
+}
+
+// merge keeps the latest revocation time and the longest retention, so
+// concurrent or repeated logouts never shorten a revocation.
+func (mr *memRevocations) merge(key string, r memRevocation, now time.Time) {
+	if !now.Before(r.until) {
+		return
+	}
+	mr.mu.Lock()
+	defer mr.mu.Unlock()
+	cur := mr.entries[key]
+	cur.atMs = max(cur.atMs, r.atMs)
+	if r.until.After(cur.until) {
+		cur.until = r.until
+	}
+	mr.entries[key] = cur
+	mr.any.Store(true)
+}
+
+func (mr *memRevocations) covers(sel Selector, issuedAt, now time.Time) bool {
+	if !mr.any.Load() {
+		return false
+	}
+	mr.mu.RLock()
+	defer mr.mu.RUnlock()
+	revoked := func(key string) bool {
+		r, ok := mr.entries[key]
+		return ok && now.Before(r.until) && revokedAt(r.atMs, issuedAt)
+	}
+	return (sel.Subject != "" && revoked("sub:"+sel.Subject)) ||
+		(sel.SID != "" && revoked("sid:"+sel.SID)) ||
+		(sel.Session != "" && revoked("sess:"+sel.Session))
+}
+
+func (mr *memRevocations) sweep(now time.Time) {
+	mr.mu.Lock()
+	defer mr.mu.Unlock()
+	for k, r := range mr.entries {
+		if !now.Before(r.until) {
+			delete(mr.entries, k)
+		}
+	}
+	mr.any.Store(len(mr.entries) > 0)
+}

@@ -48,16 +48,16 @@ func TestMemorySweepsExpiredRecords(t *testing.T) {
 	if _, ok, _ := m.TryLock(ctx, "k", time.Second); !ok {
 		t.Fatal("TryLock")
 	}
-	if err := m.Revoke(ctx, "u", "", h.now(), h.now().Add(time.Second)); err != nil {
+	if err := m.Revoke(ctx, Selector{Subject: "u"}, h.now(), h.now().Add(time.Second)); err != nil {
 		t.Fatal(err)
 	}
 	h.advance(2 * sweepInterval)
 	if err := m.Put(ctx, "live", rec("y", "", "", h.now().Add(time.Hour))); err != nil {
 		t.Fatal(err)
 	}
-	if m.Len() != 1 || len(m.bySubject) != 0 || len(m.bySID) != 0 || len(m.locks) != 0 || len(m.revoked) != 0 {
+	if m.Len() != 1 || len(m.bySubject) != 0 || len(m.bySID) != 0 || len(m.locks) != 0 || len(m.revoked.entries) != 0 {
 		t.Fatalf("after sweep: %d records, %d subjects, %d sids, %d locks, %d revocations",
-			m.Len(), len(m.bySubject), len(m.bySID), len(m.locks), len(m.revoked))
+			m.Len(), len(m.bySubject), len(m.bySID), len(m.locks), len(m.revoked.entries))
 	}
 	if want := 4 + 1 + entryOverhead; m.Bytes() != want {
 		t.Fatalf("Bytes = %d, want %d", m.Bytes(), want)

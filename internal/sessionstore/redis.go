@@ -3,6 +3,8 @@ package sessionstore
 import (
 	"context"
 	"crypto/rand"
+	"crypto/sha1"
+	"encoding/hex"
 	"crypto/tls"
 	"errors"
 	"fmt"
@@ -55,6 +57,8 @@ type RedisOptions struct {
 //	<prefix>lock:<key>        a lease's random token, PX lease
 //	<prefix>rev:sub:<subject> revocation time in unix ms, PX to until
 //	<prefix>rev:sid:<sid>     likewise
+//	<prefix>rev:sess:<key>    likewise, for one sign-in
+//	<prefix>seen:<key>        a remembered one-time value, PX to until
 //
 // Every change to a record or a revocation is announced on the channel
 // <prefix>invalidate, for the instances' local caches.
@@ -144,6 +148,16 @@ if redis.call('GET', KEYS[1]) == ARGV[1] then
 end
 return 0`)
 
+// replaceScript writes a record only if it still holds the value whose
+// SHA-1 is ARGV[1]: a record deleted meanwhile stays deleted.
+var replaceScript = redis.NewScript(`
+local cur = redis.call('GET', KEYS[1])
+if not cur or redis.sha1hex(cur) ~= ARGV[1] then
+  return 0
+end
+redis.call('SET', KEYS[1], ARGV[2], 'PX', ARGV[3])
+return 1`)
+
 // revokeScript keeps the latest revocation time and the longest retention,
 // so concurrent or repeated logouts never shorten a revocation.
 var revokeScript = redis.NewScript(`
@@ -160,6 +174,7 @@ func (r *Redis) subjectKey(sub string) string    { return r.prefix + "sub:{" + s
 func (r *Redis) sidKey(sid string) string        { return r.prefix + "sid:{" + sid + "}" }
 func (r *Redis) lockKey(key string) string       { return r.prefix + "lock:" + key }
 func (r *Redis) revocationKey(key string) string { return r.prefix + "rev:" + key }
+func (r *Redis) seenKey(key string) string       { return r.prefix + "seen:" + key }
 
 // op bounds every operation, including its retry, by one dial plus one read
 // timeout, unless the caller's deadline is sooner.
@@ -216,26 +231,62 @@ func (r *Redis) Put(ctx context.Context, id string, rec Record) error {
 	if ttl <= 0 {
 		return r.del(ctx, r.recordKey(id))
 	}
-	if rec.Subject != "" || rec.SID != "" {
-		_, err := r.c.Pipelined(ctx, func(p redis.Pipeliner) error {
-			ms := ttl.Milliseconds()
-			if rec.Subject != "" {
-				indexScript.Eval(ctx, p, []string{r.subjectKey(rec.Subject)}, id, ms)
-			}
-			if rec.SID != "" {
-				indexScript.Eval(ctx, p, []string{r.sidKey(rec.SID)}, id, ms)
-			}
-			return nil
-		})
-		if err != nil {
-			return unavailable(err)
-		}
+	if err := r.index(ctx, id, rec, ttl); err != nil {
+		return err
 	}
 	if err := r.c.Set(ctx, r.recordKey(id), rec.Data, ttl).Err(); err != nil {
 		return unavailable(err)
 	}
 	r.announce(ctx, r.recordKey(id))
 	return nil
+}
+
+// index adds id to its subject's and sid's index sets, which live at least
+// as long as the record.
+func (r *Redis) index(ctx context.Context, id string, rec Record, ttl time.Duration) error {
+	if rec.Subject == "" && rec.SID == "" {
+		return nil
+	}
+	_, err := r.c.Pipelined(ctx, func(p redis.Pipeliner) error {
+		ms := ttl.Milliseconds()
+		if rec.Subject != "" {
+			indexScript.Eval(ctx, p, []string{r.subjectKey(rec.Subject)}, id, ms)
+		}
+		if rec.SID != "" {
+			indexScript.Eval(ctx, p, []string{r.sidKey(rec.SID)}, id, ms)
+		}
+		return nil
+	})
+	if err != nil {
+		return unavailable(err)
+	}
+	return nil
+}
+
+// Replace implements Store: the comparison and the write are one script,
+// so no delete can slip in between.
+func (r *Redis) Replace(ctx context.Context, id string, old []byte, rec Record) (bool, error) {
+	if id == "" {
+		return false, errEmptyID
+	}
+	ctx, cancel := r.op(ctx)
+	defer cancel()
+	ttl := time.Until(rec.Expires).Truncate(time.Millisecond)
+	if ttl <= 0 {
+		ttl = time.Millisecond // expires at once, like Put's delete, but only if still ours
+	}
+	if err := r.index(ctx, id, rec, ttl); err != nil {
+		return false, err
+	}
+	sum := sha1.Sum(old)
+	n, err := replaceScript.Run(ctx, r.c, []string{r.recordKey(id)}, hex.EncodeToString(sum[:]), rec.Data, ttl.Milliseconds()).Int()
+	if err != nil {
+		return false, unavailable(err)
+	}
+	if n == 1 {
+		r.announce(ctx, r.recordKey(id))
+	}
+	return n == 1, nil
 }
 
 // Delete implements Store. The id stays in its index sets until they expire
@@ -342,9 +393,9 @@ func (r *Redis) TryLock(ctx context.Context, key string, lease time.Duration) (f
 	}, true, nil
 }
 
-// Revoke implements Store.
-func (r *Redis) Revoke(ctx context.Context, subject, sid string, at, until time.Time) error {
-	key, ok := revocationKey(subject, sid)
+// Revoke implements Revocations.
+func (r *Redis) Revoke(ctx context.Context, sel Selector, at, until time.Time) error {
+	key, ok := sel.key()
 	if !ok {
 		return errNoSelector
 	}
@@ -361,17 +412,15 @@ func (r *Redis) Revoke(ctx context.Context, subject, sid string, at, until time.
 	return nil
 }
 
-// Revoked implements Store.
-func (r *Redis) Revoked(ctx context.Context, subject, sid string, issuedAt time.Time) (bool, error) {
-	var keys []string
-	if subject != "" {
-		keys = append(keys, r.revocationKey("sub:"+subject))
-	}
-	if sid != "" {
-		keys = append(keys, r.revocationKey("sid:"+sid))
-	}
+// Revoked implements Revocations: one round trip for all of sel's keys,
+// or none while the local cache holds them.
+func (r *Redis) Revoked(ctx context.Context, sel Selector, issuedAt time.Time) (bool, error) {
+	keys := sel.keys()
 	if len(keys) == 0 {
 		return false, nil
+	}
+	for i, k := range keys {
+		keys[i] = r.revocationKey(k)
 	}
 	ctx, cancel := r.op(ctx)
 	defer cancel()
@@ -392,6 +441,22 @@ func (r *Redis) Revoked(ctx context.Context, subject, sid string, issuedAt time.
 		}
 	}
 	return false, nil
+}
+
+// Remember implements Revocations with SET NX, so the first instance of a
+// cluster to see key wins.
+func (r *Redis) Remember(ctx context.Context, key string, until time.Time) (bool, error) {
+	ttl := time.Until(until)
+	if ttl <= 0 {
+		return true, nil
+	}
+	ctx, cancel := r.op(ctx)
+	defer cancel()
+	ok, err := r.c.SetNX(ctx, r.seenKey(key), "1", max(ttl, time.Millisecond)).Result()
+	if err != nil {
+		return false, unavailable(err)
+	}
+	return ok, nil
 }
 
 // Close implements Store.

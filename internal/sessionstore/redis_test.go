@@ -58,7 +58,7 @@ func TestRedisOutageFailsFastAndRecovers(t *testing.T) {
 	if _, _, err := s.TryLock(ctx, "k", time.Second); !errors.Is(err, ErrUnavailable) {
 		t.Fatalf("TryLock with Redis down = %v, want ErrUnavailable", err)
 	}
-	if _, err := s.Revoked(ctx, "u1", "s1", time.Now()); !errors.Is(err, ErrUnavailable) {
+	if _, err := s.Revoked(ctx, Selector{Subject: "u1", SID: "s1"}, time.Now()); !errors.Is(err, ErrUnavailable) {
 		t.Fatalf("Revoked with Redis down = %v, want ErrUnavailable", err)
 	}
 

@@ -69,6 +69,7 @@ func TestStoreConformance(t *testing.T) {
 		{"DeleteMatching", testDeleteMatching},
 		{"TryLock", testTryLock},
 		{"Revoke", testRevoke},
+		{"Replace", testReplace},
 		{"ConcurrentUse", testConcurrentUse},
 	}
 	redisAt := func(addrs ...string) func(t *testing.T) harness {
@@ -270,57 +271,122 @@ func testTryLock(t *testing.T, h harness) {
 	release3()
 }
 
-func testRevoke(t *testing.T, h harness) {
-	ctx, s := context.Background(), h.store
-	now := h.now()
-	revoked := func(sub, sid string, issued time.Time) bool {
+func testRevoke(t *testing.T, h harness) { testRevocations(t, h.store, h.now, h.advance) }
+
+// testRevocations checks a Revocations, the stores' and the storage-backed
+// list alike.
+func testRevocations(t *testing.T, s Revocations, nowFn func() time.Time, advance func(time.Duration)) {
+	ctx := context.Background()
+	now := nowFn()
+	revoked := func(sub, sid, sess string, issued time.Time) bool {
 		t.Helper()
-		ok, err := s.Revoked(ctx, sub, sid, issued)
+		ok, err := s.Revoked(ctx, Selector{Subject: sub, SID: sid, Session: sess}, issued)
 		if err != nil {
 			t.Fatal(err)
 		}
 		return ok
 	}
-	if revoked("u1", "s1", now) {
+	if revoked("u1", "s1", "x1", now) {
 		t.Fatal("revoked before any Revoke")
 	}
-	if err := s.Revoke(ctx, "u1", "", now, now.Add(time.Hour)); err != nil {
+	if err := s.Revoke(ctx, Selector{Subject: "u1"}, now, now.Add(time.Hour)); err != nil {
 		t.Fatal(err)
 	}
-	if !revoked("u1", "", now.Add(-time.Minute)) || !revoked("u1", "s9", now.Add(-time.Minute)) {
+	if !revoked("u1", "", "", now.Add(-time.Minute)) || !revoked("u1", "s9", "x9", now.Add(-time.Minute)) {
 		t.Fatal("a subject revocation must cover that subject's earlier sessions, whatever their sid")
 	}
-	if !revoked("u1", "", now) {
+	if !revoked("u1", "", "", now) {
 		t.Fatal("a session issued in the revocation's millisecond must count as revoked")
 	}
-	if revoked("u1", "", now.Add(time.Second)) {
+	if revoked("u1", "", "", now.Add(time.Second)) {
 		t.Fatal("a session issued after the revocation is revoked")
 	}
-	if revoked("u2", "", now.Add(-time.Minute)) {
+	if revoked("u2", "", "", now.Add(-time.Minute)) {
 		t.Fatal("another subject is revoked")
 	}
 
-	if err := s.Revoke(ctx, "", "s1", now, now.Add(200*time.Millisecond)); err != nil {
+	if err := s.Revoke(ctx, Selector{SID: "s1"}, now, now.Add(200*time.Millisecond)); err != nil {
 		t.Fatal(err)
 	}
-	if !revoked("u2", "s1", now.Add(-time.Minute)) || revoked("u2", "s2", now.Add(-time.Minute)) {
+	if !revoked("u2", "s1", "", now.Add(-time.Minute)) || revoked("u2", "s2", "", now.Add(-time.Minute)) {
 		t.Fatal("a sid revocation must cover exactly that sid")
 	}
 
-	// An earlier, later-arriving revocation keeps the latest time.
-	if err := s.Revoke(ctx, "u1", "", now.Add(-time.Hour), now.Add(time.Hour)); err != nil {
+	// One sign-in: its key only, even with the subject and sid given.
+	if err := s.Revoke(ctx, Selector{Subject: "u3", SID: "s3", Session: "x3"}, now, now.Add(time.Hour)); err != nil {
 		t.Fatal(err)
 	}
-	if !revoked("u1", "", now.Add(-time.Minute)) {
+	if !revoked("u3", "s3", "x3", now.Add(-time.Minute)) || revoked("u3", "s3", "x4", now.Add(-time.Minute)) {
+		t.Fatal("a session revocation must cover exactly that sign-in")
+	}
+
+	// An earlier, later-arriving revocation keeps the latest time.
+	if err := s.Revoke(ctx, Selector{Subject: "u1"}, now.Add(-time.Hour), now.Add(time.Hour)); err != nil {
+		t.Fatal(err)
+	}
+	if !revoked("u1", "", "", now.Add(-time.Minute)) {
 		t.Fatal("an older revocation replaced a newer one")
 	}
 
-	h.advance(300 * time.Millisecond)
-	if revoked("u2", "s1", now.Add(-time.Minute)) {
+	// Remember: the first call wins, until the value's time is up.
+	for i, want := range []bool{true, false} {
+		if fresh, err := s.Remember(ctx, "jti-1", now.Add(200*time.Millisecond)); err != nil || fresh != want {
+			t.Fatalf("Remember #%d = %v, %v; want %v", i+1, fresh, err, want)
+		}
+	}
+
+	advance(300 * time.Millisecond)
+	if revoked("u2", "s1", "", now.Add(-time.Minute)) {
 		t.Fatal("a revocation outlived its until")
 	}
-	if err := s.Revoke(ctx, "", "", now, now.Add(time.Hour)); err == nil {
-		t.Fatal("Revoke with neither subject nor sid must fail")
+	if fresh, err := s.Remember(ctx, "jti-1", nowFn().Add(time.Minute)); err != nil || !fresh {
+		t.Fatalf("Remember after the value's time was up = %v, %v; want true", fresh, err)
+	}
+	if err := s.Revoke(ctx, Selector{}, now, now.Add(time.Hour)); err == nil {
+		t.Fatal("Revoke with no key must fail")
+	}
+}
+
+// testReplace: a compare-and-set write succeeds only over the record it
+// expects, and never brings back a deleted one.
+func testReplace(t *testing.T, h harness) {
+	ctx, s := context.Background(), h.store
+	exp := h.now().Add(time.Hour)
+	if ok, err := s.Replace(ctx, "r1", []byte("v1"), rec("v2", "u", "x", exp)); err != nil || ok {
+		t.Fatalf("Replace of an absent record = %v, %v; want false", ok, err)
+	}
+	mustNotFind(t, s, "r1")
+	if err := s.Put(ctx, "r1", rec("v1", "u", "x", exp)); err != nil {
+		t.Fatal(err)
+	}
+	if ok, err := s.Replace(ctx, "r1", []byte("other"), rec("v2", "u", "x", exp)); err != nil || ok {
+		t.Fatalf("Replace over another value = %v, %v; want false", ok, err)
+	}
+	if got := mustGet(t, s, "r1"); string(got.Data) != "v1" {
+		t.Fatalf("after a refused Replace: %q", got.Data)
+	}
+	if ok, err := s.Replace(ctx, "r1", []byte("v1"), rec("v2", "u", "x", exp)); err != nil || !ok {
+		t.Fatalf("Replace over the expected value = %v, %v; want true", ok, err)
+	}
+	if got := mustGet(t, s, "r1"); string(got.Data) != "v2" {
+		t.Fatalf("after Replace: %q", got.Data)
+	}
+	// The index follows: back-channel logout still finds it.
+	if err := s.Delete(ctx, "r1"); err != nil {
+		t.Fatal(err)
+	}
+	if ok, err := s.Replace(ctx, "r1", []byte("v2"), rec("v3", "u", "x", exp)); err != nil || ok {
+		t.Fatalf("Replace after Delete = %v, %v; want false: a logout must stay", ok, err)
+	}
+	mustNotFind(t, s, "r1")
+	if err := s.Put(ctx, "r2", rec("w1", "u", "y", exp)); err != nil {
+		t.Fatal(err)
+	}
+	if ok, err := s.Replace(ctx, "r2", []byte("w1"), rec("w2", "u", "y", exp)); err != nil || !ok {
+		t.Fatalf("Replace = %v, %v", ok, err)
+	}
+	if n, err := s.DeleteMatching(ctx, "", "y"); err != nil || n != 1 {
+		t.Fatalf("DeleteMatching after Replace = %d, %v; want 1", n, err)
 	}
 }
 
@@ -355,7 +421,7 @@ func testConcurrentUse(t *testing.T, h harness) {
 				case 7:
 					_, err = s.DeleteMatching(ctx, sub, "")
 				case 9:
-					err = s.Revoke(ctx, sub, "", h.now(), exp)
+					err = s.Revoke(ctx, Selector{Subject: sub}, h.now(), exp)
 				}
 				if err != nil {
 					errs <- err
