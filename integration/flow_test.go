@@ -222,6 +222,19 @@ func TestCallbackRejectsUnknownState(t *testing.T) {
 	if resp, _ := nf.navigate(callback); resp.StatusCode != http.StatusBadRequest {
 		t.Fatalf("replayed callback: %d, want 400", resp.StatusCode)
 	}
+	// Only the whole state matches: its first characters name the login
+	// cookie, the rest must match too.
+	nf = newBrowser(t).noFollow()
+	resp, _ = nf.navigate(s.url + "/")
+	authz, _ := url.Parse(resp.Header.Get("Location"))
+	state := authz.Query().Get("state")
+	resp, _ = nf.navigate(resp.Header.Get("Location"))
+	code, _ := url.Parse(resp.Header.Get("Location"))
+	forged := state[:16] + strings.Repeat("A", len(state)-16)
+	if resp, _ := nf.navigate(s.url + "/oauth2/callback?code=" + url.QueryEscape(code.Query().Get("code")) + "&state=" + forged); resp.StatusCode != http.StatusBadRequest {
+		t.Fatalf("callback whose state matches only the cookie's name: %d, want 400", resp.StatusCode)
+	}
+
 	// The state is bound to this browser: another browser cannot use it.
 	other := newBrowser(t).noFollow()
 	nf = newBrowser(t).noFollow()

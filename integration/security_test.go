@@ -33,14 +33,22 @@ func TestCallbackRejectsMisbehavingProvider(t *testing.T) {
 		{testop.BadAtHash, 401, "at_hash"},
 		{testop.HS256Signed, 401, "algorithm"},
 		{testop.NoIDToken, 401, "no id_token"},
+		{testop.NoIat, 401, "no iat"},
+		{testop.SeveralAudiencesNoAzp, 401, "several audiences but no azp"},
+		{testop.AzpOfOtherParty, 401, "azp"},
 		{testop.TokenEndpointError, 502, "refused to issue tokens"},
 	}
 	p := newProvider(t, testop.Config{})
-	s, _ := testopSite(t, p, siteOptions{})
+	var logs strings.Builder
 	for _, c := range cases {
 		t.Run(c.m.String(), func(t *testing.T) {
 			p.SetMisbehavior(c.m)
 			defer p.SetMisbehavior(testop.MisbehaveNone)
+			// A site of its own: one that fetched the provider's keys
+			// before the misbehaviour began would know a key set the
+			// provider no longer publishes (MissingKid's second key).
+			s, _ := testopSite(t, p, siteOptions{})
+			defer func() { logs.WriteString(s.logs()) }()
 			b := newBrowser(t)
 			resp, body := b.navigate(s.url + "/")
 			if resp.StatusCode != c.status || !strings.Contains(body, c.reason) {
@@ -60,7 +68,7 @@ func TestCallbackRejectsMisbehavingProvider(t *testing.T) {
 			assertNoSecrets(t, "error page", body, p.IssuedTokens()...)
 		})
 	}
-	assertNoSecrets(t, "Caddy's log", s.logs(), p.IssuedTokens()...)
+	assertNoSecrets(t, "Caddy's log", logs.String(), p.IssuedTokens()...)
 }
 
 // TestNoTokenInLogsOrPages signs in, uses the session, reads userinfo and
@@ -333,5 +341,46 @@ func TestLargeSessionIsSplitAcrossCookies(t *testing.T) {
 	}
 	if n != 1 {
 		t.Fatalf("%d session cookies after a small session replaced a large one, want 1", n)
+	}
+}
+
+// TestSigningAlgorithmIsPinned: tokens must be signed with an algorithm the
+// configuration allows (RS256 unless signing_algs says otherwise), whatever
+// the provider announces; "none" and HMAC can never be allowed. The error
+// names the algorithm and the option.
+func TestSigningAlgorithmIsPinned(t *testing.T) {
+	p := newProvider(t, testop.Config{SigningAlgs: []string{"none", "HS256", "ES256", "RS256"}})
+	for _, c := range []struct {
+		m    testop.Misbehavior
+		want string
+	}{
+		{testop.HS256Signed, "HS256, which signing_algs does not allow"},
+		{testop.AlgNone, "unsigned"},
+	} {
+		p.SetMisbehavior(c.m)
+		s, _ := testopSite(t, p, siteOptions{})
+		resp, body := newBrowser(t).navigate(s.url + "/")
+		if resp.StatusCode != http.StatusUnauthorized || !strings.Contains(body, c.want) {
+			t.Errorf("%s: %d, want 401 naming %q:\n%s", c.m, resp.StatusCode, c.want, body)
+		}
+	}
+	p.SetMisbehavior(testop.MisbehaveNone)
+	// RS256 tokens, and a configuration that allows only ES256.
+	s, _ := testopSite(t, p, siteOptions{})
+	newBrowser(t).signIn(s, "/")
+	es, _ := testopSite(t, p, siteOptions{extra: "signing_algs ES256"})
+	resp, body := newBrowser(t).navigate(es.url + "/")
+	if resp.StatusCode != http.StatusUnauthorized || !strings.Contains(body, "RS256, which signing_algs does not allow (it allows ES256)") {
+		t.Errorf("an RS256 token with signing_algs ES256: %d\n%s", resp.StatusCode, body)
+	}
+	// And so for logout tokens.
+	s, _ = testopSite(t, p, siteOptions{})
+	p.SetMisbehavior(testop.HS256Signed)
+	tok, err := p.LogoutToken("user-1", "")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if st, _ := postLogoutToken(t, s.url, tok); st != http.StatusBadRequest {
+		t.Errorf("an HS256 logout token: %d, want 400", st)
 	}
 }

@@ -15,9 +15,10 @@ import (
 const maxLogoutRequest = 64 << 10
 
 // serveBackchannelLogout ends sessions on the provider's word, per OpenID
-// Connect Back-Channel Logout 1.0: the logout_token is verified (signature,
-// iss, aud, iat, the back-channel logout event, no nonce, a sid or sub),
-// then every matching session ends. Server-side sessions are deleted; a
+// Connect Back-Channel Logout 1.0: the logout_token is verified (typ,
+// signature, iss, aud, exp, a recent iat, the back-channel logout event, no
+// nonce, a sid or sub, a jti not used before), then every matching session
+// ends. Server-side sessions are deleted; a
 // cookie session cannot be reached, so its subject or sid is put on a
 // revocation list until such sessions would have expired anyway.
 func (h *Handler) serveBackchannelLogout(w http.ResponseWriter, r *http.Request) error {
@@ -43,15 +44,20 @@ func (h *Handler) serveBackchannelLogout(w http.ResponseWriter, r *http.Request)
 		writeJSON(w, http.StatusServiceUnavailable, map[string]string{"error": "temporarily_unavailable"})
 		return nil
 	}
-	if err := requireKeyID(raw); err != nil {
+	lt, err := st.verifier.LogoutToken(r.Context(), raw)
+	if err != nil {
 		return h.refuseLogoutToken(w, err)
 	}
-	lt, err := st.verifier.VerifyLogout(r.Context(), raw)
+	// A logout token is used once: a replay, which could end sessions
+	// signed in after the first, is refused.
+	fresh, err := h.revocations.Remember(r.Context(), "jti:"+h.indexKey(lt.TokenID), lt.RememberUntil)
 	if err != nil {
-		return h.refuseLogoutToken(w, strip(err))
+		h.logger.Error("back-channel logout", zap.Error(err))
+		writeJSON(w, http.StatusServiceUnavailable, map[string]string{"error": "temporarily_unavailable"})
+		return nil
 	}
-	if lt.Subject == "" && lt.SessionID == "" {
-		return h.refuseLogoutToken(w, errString("logout token has neither sub nor sid"))
+	if !fresh {
+		return h.refuseLogoutToken(w, errString("the logout token was used before (jti)"))
 	}
 
 	now := h.now()
@@ -79,9 +85,11 @@ func (h *Handler) serveBackchannelLogout(w http.ResponseWriter, r *http.Request)
 	return nil
 }
 
+// refuseLogoutToken answers 400 with a generic description: the reason
+// goes to the log, not to whoever sent the token.
 func (h *Handler) refuseLogoutToken(w http.ResponseWriter, err error) error {
 	h.logger.Info("back-channel logout token refused", zap.String("reason", err.Error()))
-	writeJSON(w, http.StatusBadRequest, map[string]string{"error": "invalid_request", "error_description": err.Error()})
+	writeJSON(w, http.StatusBadRequest, map[string]string{"error": "invalid_request", "error_description": "the logout token is not valid"})
 	return nil
 }
 

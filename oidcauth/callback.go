@@ -3,21 +3,14 @@ package oidcauth
 import (
 	"context"
 	"crypto/subtle"
-	"encoding/base64"
-	"encoding/json"
 	"errors"
-	"fmt"
 	"net/http"
-	"strings"
-	"time"
 
-	"github.com/coreos/go-oidc/v3/oidc"
 	"go.uber.org/zap"
 	"golang.org/x/oauth2"
-)
 
-// maxClockSkew is how far in the future an ID token's iat may lie.
-const maxClockSkew = 5 * time.Minute
+	"github.com/oidcgate/caddy-oidc/internal/verify"
+)
 
 // serveCallback completes a sign-in: it matches the callback to the login
 // attempt that started it, redeems the code with the PKCE verifier, verifies
@@ -82,22 +75,19 @@ func (h *Handler) serveCallback(w http.ResponseWriter, r *http.Request) error {
 		return h.providerUnavailable(w, r, err)
 	}
 
-	idt, raw, err := h.verifyIDToken(ctx, st, tok, ls.Nonce)
+	raw, _ := tok.Extra("id_token").(string)
+	idt, err := st.verifier.IDToken(ctx, raw, tok.AccessToken, ls.Nonce)
 	if err != nil {
-		h.logger.Warn("ID token rejected", zap.String("reason", err.Error()))
+		h.logger.Warn("ID token rejected", zap.String("reason", verify.Reason(err)), zap.String("detail", err.Error()))
 		return h.errorPage(w, r, http.StatusUnauthorized, "Sign-in could not be completed",
 			"The identity provider's ID token failed verification: "+err.Error(), true)
 	}
 
-	var extra struct {
-		SID string `json:"sid"`
-	}
-	_ = idt.Claims(&extra)
 	now := h.now()
 	s := &Session{
 		signInID:     randomString(16),
 		subject:      idt.Subject,
-		sid:          extra.SID,
+		sid:          idt.SessionID,
 		rawIDToken:   raw,
 		accessToken:  tok.AccessToken,
 		refreshToken: tok.RefreshToken,
@@ -118,89 +108,6 @@ func (h *Handler) serveCallback(w http.ResponseWriter, r *http.Request) error {
 	w.Header().Set("Cache-Control", "no-store")
 	http.Redirect(w, r, safeRedirect(ls.Redirect), http.StatusSeeOther)
 	return nil
-}
-
-// verifyIDToken checks the ID token of a token response per OpenID Connect
-// Core 3.1.3.7: signature with an allowed algorithm and a key of the
-// provider's (go-oidc), iss, aud and exp (go-oidc), and here the rest: a kid
-// when the signature needs one, azp, iat not in the future, nonce (binds the
-// token to this browser's login attempt, against injected tokens) and at_hash
-// when present (binds the access token to the ID token).
-func (h *Handler) verifyIDToken(ctx context.Context, st *providerState, tok *oauth2.Token, nonce string) (*oidc.IDToken, string, error) {
-	raw, _ := tok.Extra("id_token").(string)
-	if raw == "" {
-		return nil, "", errors.New("the token response has no id_token")
-	}
-	if err := requireKeyID(raw); err != nil {
-		return nil, "", err
-	}
-	idt, err := st.verifier.Verify(ctx, raw)
-	if err != nil {
-		return nil, "", strip(err)
-	}
-	var claims struct {
-		AZP string `json:"azp"`
-	}
-	if err := idt.Claims(&claims); err != nil {
-		return nil, "", fmt.Errorf("decoding claims: %v", err)
-	}
-	if len(idt.Audience) > 1 && claims.AZP == "" {
-		return nil, "", errors.New("token has several audiences but no azp claim")
-	}
-	if claims.AZP != "" && claims.AZP != h.provider.clientID {
-		return nil, "", fmt.Errorf("azp %q is not this client", truncate(claims.AZP, 100))
-	}
-	if idt.IssuedAt.IsZero() {
-		return nil, "", errors.New("token has no iat claim")
-	}
-	if idt.IssuedAt.After(h.now().Add(maxClockSkew)) {
-		return nil, "", fmt.Errorf("token issued in the future (iat %s)", idt.IssuedAt.UTC().Format(time.RFC3339))
-	}
-	if subtle.ConstantTimeCompare([]byte(idt.Nonce), []byte(nonce)) != 1 {
-		return nil, "", errors.New("nonce does not match this sign-in")
-	}
-	if idt.AccessTokenHash != "" {
-		if err := idt.VerifyAccessToken(tok.AccessToken); err != nil {
-			return nil, "", errors.New("at_hash does not match the access token")
-		}
-	}
-	if idt.Subject == "" {
-		return nil, "", errors.New("token has no sub claim")
-	}
-	return idt, raw, nil
-}
-
-// requireKeyID refuses an ID token without a kid header. Every major
-// provider sends one; without it the verifier would try each published key,
-// which OpenID Connect Core 10.1 forbids when more than one is published.
-func requireKeyID(raw string) error {
-	head, _, ok := strings.Cut(raw, ".")
-	if !ok {
-		return errors.New("token is not a compact JWT")
-	}
-	b, err := base64.RawURLEncoding.DecodeString(head)
-	if err != nil {
-		return errors.New("token header is not base64url")
-	}
-	var hdr struct {
-		Alg string `json:"alg"`
-		Kid string `json:"kid"`
-	}
-	if err := json.Unmarshal(b, &hdr); err != nil {
-		return errors.New("token header is not JSON")
-	}
-	if hdr.Alg == "none" || hdr.Alg == "" {
-		return errors.New(`token is unsigned (alg "none")`)
-	}
-	if hdr.Kid == "" && !strings.HasPrefix(hdr.Alg, "HS") {
-		return errors.New("token header has no kid")
-	}
-	return nil
-}
-
-// strip makes go-oidc's errors readable on an error page.
-func strip(err error) error {
-	return errors.New(strings.TrimPrefix(err.Error(), "oidc: "))
 }
 
 func statusOf(re *oauth2.RetrieveError) int {

@@ -19,6 +19,7 @@ import (
 
 	"github.com/oidcgate/caddy-oidc/internal/origin"
 	"github.com/oidcgate/caddy-oidc/internal/sessionstore"
+	"github.com/oidcgate/caddy-oidc/internal/verify"
 )
 
 func init() {
@@ -147,9 +148,11 @@ type Handler struct {
 	// SessionStore says where sessions are kept. Default: encrypted cookies.
 	SessionStore *SessionStoreConfig `json:"session_store,omitempty"`
 
-	// SigningAlgs allows these ID token signature algorithms. Default: those
-	// the provider announces, of RS*, PS*, ES* and EdDSA; never `none` or
-	// HMAC.
+	// SigningAlgs are the algorithms ID tokens and logout tokens may be
+	// signed with, of RS256, RS384, RS512, PS256, PS384, PS512, ES256,
+	// ES384, ES512 and EdDSA; never `none` or HMAC. A token signed
+	// otherwise is refused. Default: `RS256`, OpenID Connect's default for
+	// a client that registered no other.
 	SigningAlgs []string `json:"signing_algs,omitempty"`
 
 	callbackPath string
@@ -350,6 +353,7 @@ func (h *Handler) provision(ctx caddy.Context, logger *zap.Logger) error {
 		signingAlgs:  h.SigningAlgs,
 		httpClient:   &http.Client{Timeout: providerRequestTimeout},
 		logger:       h.logger,
+		now:          func() time.Time { return h.now() },
 	}
 	go h.provider.run(ctx)
 	return nil
@@ -426,8 +430,8 @@ func (h *Handler) Validate() error {
 		}
 	}
 	for _, a := range h.SigningAlgs {
-		if !slices.Contains(asymmetricAlgs, a) {
-			return fmt.Errorf("signing_algs: %q is not allowed (use one of %s)", a, strings.Join(asymmetricAlgs, ", "))
+		if !slices.Contains(verify.Asymmetric, a) {
+			return fmt.Errorf("signing_algs: %q is not allowed (use one of %s)", a, strings.Join(verify.Asymmetric, ", "))
 		}
 	}
 	if strings.ContainsAny(h.CookieName, "=;, \t\r\n\"") || h.CookieName == "" {

@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"net/http"
 	"net/http/httptest"
+	"net/url"
 	"strings"
 	"testing"
 	"time"
@@ -14,6 +15,7 @@ import (
 	"github.com/caddyserver/certmagic"
 
 	"github.com/oidcgate/caddy-oidc/internal/redistest"
+	"github.com/oidcgate/caddy-oidc/internal/testop"
 	"go.uber.org/zap"
 )
 
@@ -217,5 +219,84 @@ func TestIdleTouchCannotBringAnEndedSessionBack(t *testing.T) {
 			}
 
 		})
+	}
+}
+
+// TestSessionCacheMatchesEveryChunk: decoded sessions are cached by their
+// sealed cookie; a request whose first chunk matches a cached session but
+// whose later chunks were changed is not that session (the whole sealed
+// value is authenticated, not its first part).
+func TestSessionCacheMatchesEveryChunk(t *testing.T) {
+	h := newTestHandler(t, &Handler{})
+	r := signedInRequest(t, h, testSession(time.Now(), 6000, 1200))
+	if s, _ := h.loadSession(caddyRequest(r)); s == nil {
+		t.Fatal("no session")
+	}
+	var cookies []*http.Cookie
+	for _, c := range r.Cookies() {
+		cookies = append(cookies, c)
+	}
+	if len(cookies) < 2 {
+		t.Fatalf("%d cookies, want a chunked session", len(cookies))
+	}
+	for i := 1; i < len(cookies); i++ {
+		tampered := httptest.NewRequest(http.MethodGet, "http://example.com/app", nil)
+		for j, c := range cookies {
+			c := *c
+			if j == i {
+				v := []byte(c.Value)
+				v[len(v)/2] ^= 'A' ^ 'B'
+				if v[len(v)/2] == c.Value[len(v)/2] {
+					v[len(v)/2] = 'x'
+				}
+				c.Value = string(v)
+			}
+			tampered.AddCookie(&c)
+		}
+		if s, err := h.loadSession(caddyRequest(tampered)); s != nil || err != nil {
+			t.Fatalf("chunk %d tampered after caching: the session was served (%v)", i, err)
+		}
+	}
+}
+
+// TestLoginStateExpiresAfterTenMinutes: a callback more than ten minutes
+// after its sign-in started is refused, one within them accepted.
+func TestLoginStateExpiresAfterTenMinutes(t *testing.T) {
+	p, err := testop.New(testop.Config{ClientID: "client"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(p.Close)
+	h := newTestHandler(t, &Handler{Issuer: p.Issuer(), ClientSecret: p.ClientSecret()})
+	start := time.Now()
+	noFollow := &http.Client{CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse }}
+	for _, c := range []struct {
+		after time.Duration
+		want  int
+	}{{9 * time.Minute, http.StatusSeeOther}, {11 * time.Minute, http.StatusBadRequest}} {
+		h.now = func() time.Time { return start }
+		login := caddyRequest(httptest.NewRequest(http.MethodGet, "http://example.com/oauth2/login", nil))
+		rec := httptest.NewRecorder()
+		_ = h.ServeHTTP(rec, login, &recordingNext{})
+		if rec.Code != http.StatusFound {
+			t.Fatalf("login: %d", rec.Code)
+		}
+		resp, err := noFollow.Get(rec.Header().Get("Location"))
+		if err != nil {
+			t.Fatal(err)
+		}
+		resp.Body.Close()
+		cb, _ := url.Parse(resp.Header.Get("Location"))
+		callback := caddyRequest(httptest.NewRequest(http.MethodGet, cb.RequestURI(), nil))
+		callback.Host = "example.com"
+		for _, ck := range rec.Result().Cookies() {
+			callback.AddCookie(ck)
+		}
+		h.now = func() time.Time { return start.Add(c.after) }
+		rec = httptest.NewRecorder()
+		_ = h.ServeHTTP(rec, callback, &recordingNext{})
+		if rec.Code != c.want {
+			t.Fatalf("callback %s after the sign-in started: %d, want %d\n%s", c.after, rec.Code, c.want, rec.Body)
+		}
 	}
 }

@@ -5,7 +5,6 @@ import (
 	"errors"
 	"fmt"
 	"net/http"
-	"slices"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -13,6 +12,9 @@ import (
 	"github.com/coreos/go-oidc/v3/oidc"
 	"go.uber.org/zap"
 	"golang.org/x/oauth2"
+
+	"github.com/oidcgate/caddy-oidc/internal/keyset"
+	"github.com/oidcgate/caddy-oidc/internal/verify"
 )
 
 // Discovery is retried with exponential backoff between these bounds.
@@ -37,9 +39,10 @@ type provider struct {
 	clientID     string
 	clientSecret string
 	scopes       []string
-	signingAlgs  []string // configured allow-list; empty means the provider's own, minus "none"
+	signingAlgs  []string // the allowed ID and logout token algorithms; default RS256
 	httpClient   *http.Client
 	logger       *zap.Logger
+	now          func() time.Time
 
 	state atomic.Pointer[providerState]
 
@@ -49,13 +52,14 @@ type provider struct {
 }
 
 // providerState is what discovery learned; it never changes afterwards. The
-// key set inside the verifier fetches the provider's keys again when a token
-// names a key it has not seen, so signing-key rotation is followed.
+// key set fetches the provider's keys again when a token names a key it has
+// not seen, so signing-key rotation is followed, at most once per
+// keyset.DefaultRefetchInterval whatever tokens anyone sends.
 type providerState struct {
 	oauth2             oauth2.Config // without RedirectURL, which depends on the request
-	verifier           *oidc.IDTokenVerifier
+	keys               *keyset.Set
+	verifier           *verify.Verifier
 	endSessionEndpoint string
-	signingAlgs        []string
 }
 
 func (p *provider) ctx(parent context.Context) context.Context {
@@ -123,19 +127,16 @@ func (p *provider) discoverOnce(ctx context.Context) (*providerState, error) {
 		return nil, err
 	}
 	var meta struct {
-		EndSessionEndpoint string   `json:"end_session_endpoint"`
-		SigningAlgs        []string `json:"id_token_signing_alg_values_supported"`
+		JWKSURI            string `json:"jwks_uri"`
+		EndSessionEndpoint string `json:"end_session_endpoint"`
 	}
 	if err := op.Claims(&meta); err != nil {
 		return nil, fmt.Errorf("reading provider metadata: %v", err)
 	}
-	algs := p.signingAlgs
-	if len(algs) == 0 {
-		algs = allowedAlgs(meta.SigningAlgs)
+	if meta.JWKSURI == "" {
+		return nil, errors.New("the provider's metadata has no jwks_uri")
 	}
-	if len(algs) == 0 {
-		return nil, fmt.Errorf("provider supports no usable ID token signing algorithm (offers %v)", meta.SigningAlgs)
-	}
+	keys := keyset.New(meta.JWKSURI, p.httpClient, 0, p.logger)
 	return &providerState{
 		oauth2: oauth2.Config{
 			ClientID:     p.clientID,
@@ -143,36 +144,14 @@ func (p *provider) discoverOnce(ctx context.Context) (*providerState, error) {
 			Endpoint:     op.Endpoint(),
 			Scopes:       p.scopes,
 		},
-		verifier: op.VerifierContext(p.ctx(context.Background()), &oidc.Config{
-			ClientID:             p.clientID,
-			SupportedSigningAlgs: algs,
+		keys: keys,
+		verifier: verify.New(verify.Config{
+			Issuer:     p.issuer,
+			ClientID:   p.clientID,
+			Algorithms: p.signingAlgs,
+			Keys:       keys,
+			Now:        p.now,
 		}),
 		endSessionEndpoint: meta.EndSessionEndpoint,
-		signingAlgs:        algs,
 	}, nil
-}
-
-// asymmetricAlgs are the ID token signature algorithms oidc_auth accepts.
-// "none" and the HMAC algorithms (keyed with the client secret) are never
-// accepted.
-var asymmetricAlgs = []string{
-	oidc.RS256, oidc.RS384, oidc.RS512,
-	oidc.ES256, oidc.ES384, oidc.ES512,
-	oidc.PS256, oidc.PS384, oidc.PS512,
-	oidc.EdDSA,
-}
-
-// allowedAlgs keeps the offered algorithms oidc_auth accepts; a provider that
-// publishes no list is assumed to sign with RS256, the OpenID default.
-func allowedAlgs(offered []string) []string {
-	if len(offered) == 0 {
-		return []string{oidc.RS256}
-	}
-	var algs []string
-	for _, a := range offered {
-		if slices.Contains(asymmetricAlgs, a) {
-			algs = append(algs, a)
-		}
-	}
-	return algs
 }

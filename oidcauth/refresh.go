@@ -12,6 +12,7 @@ import (
 	"golang.org/x/oauth2"
 
 	"github.com/oidcgate/caddy-oidc/internal/sessionstore"
+	"github.com/oidcgate/caddy-oidc/internal/verify"
 )
 
 // Errors of FreshSession.
@@ -220,15 +221,14 @@ func (h *Handler) refreshTokens(ctx context.Context, s *Session) (*Session, erro
 		ns.refreshToken = tok.RefreshToken
 	}
 	if raw, _ := tok.Extra("id_token").(string); raw != "" {
-		if err := requireKeyID(raw); err != nil {
-			return nil, fmt.Errorf("%w: refreshed ID token: %v", ErrSessionEnded, err)
-		}
-		idt, err := st.verifier.Verify(ctx, raw)
+		// OpenID Connect Core 12.2: the sign-in's checks, and the same
+		// issuer, subject, audience and azp as the session's ID token.
+		original, err := verify.IdentityOf(s.claimsJSON)
 		if err != nil {
-			return nil, fmt.Errorf("%w: refreshed ID token: %v", ErrSessionEnded, strip(err))
+			return nil, fmt.Errorf("%w: the session's ID token: %v", ErrSessionEnded, err)
 		}
-		if idt.Subject != s.subject {
-			return nil, fmt.Errorf("%w: refreshed ID token is about another subject", ErrSessionEnded)
+		if _, err := st.verifier.RefreshedIDToken(ctx, raw, tok.AccessToken, original); err != nil {
+			return nil, fmt.Errorf("%w: refreshed ID token refused: %v", ErrSessionEnded, err)
 		}
 		ns.rawIDToken = raw
 		if err := ns.deriveClaims(); err != nil {
