@@ -20,6 +20,7 @@ import (
 //		origins         <origin...>                   # default: none (the site's own origin only)
 //		allow_unknown_origin                          # default: off
 //		body_max_size   <size>                        # default: 1MiB
+//		body_memory     <size>                        # default: 64MiB
 //		body_types      <media-type...>               # default: application/json application/x-www-form-urlencoded text/plain
 //		on_missing      reject [<status>]|remove|keep # default: reject 401
 //		refresh_skew    <duration>                    # default: 30s
@@ -71,6 +72,16 @@ func parseTokenInject(h httpcaddyfile.Helper) (caddyhttp.MiddlewareHandler, erro
 				return nil, h.Errf("token_inject: body_max_size: bad size %q", s)
 			}
 			t.BodyMaxSize = int64(size)
+		case "body_memory":
+			var v string
+			if err := oneArg(h.Dispenser, "token_inject", &v); err != nil {
+				return nil, err
+			}
+			size, err := humanize.ParseBytes(v)
+			if err != nil || size == 0 || size > 1<<40 {
+				return nil, h.Errf("token_inject: body_memory: bad size %q", v)
+			}
+			t.BodyMemory = int64(size)
 		case "body_types":
 			if err := someArgs(h.Dispenser, "token_inject", &t.BodyTypes); err != nil {
 				return nil, err

@@ -3,6 +3,7 @@ package tokeninject
 import (
 	"bytes"
 	"io"
+	"sync/atomic"
 	"maps"
 	"mime"
 	"net/http"
@@ -121,43 +122,89 @@ type heldBody struct {
 	rest io.ReadCloser
 	orig io.ReadCloser
 	form bool
+	// charged is what head's buffer took of the handler's budget; release
+	// gives it back.
+	charged int64
+	budget  *bodyBudget
 }
 
-// holdBody reads a body of known length up to body_max_size whole, so its
-// placeholders can be counted and an exact Content-Length sent. A body known
-// to be longer is not held at all but substituted as it streams; one of
-// unknown length is held up to the limit to find out.
+// Growth of a held body's buffer: it starts small and doubles as bytes
+// arrive, up to body_max_size (plus one byte, to see whether there is
+// more).
+const firstBodyBuffer = 16 << 10
+
+// holdBody reads a body up to body_max_size whole, so its placeholders can
+// be counted and an exact Content-Length sent. Memory grows with the bytes
+// that actually arrive, never with what Content-Length declares (a client
+// can declare 8 MiB and send nothing), and every buffer is charged to the
+// handler's budget for all bodies held at once. A body known to be longer
+// than the limit is not held at all but substituted as it streams; so is
+// the rest of one whose buffer the budget cannot grow: what was read is
+// kept, the rest streams.
 func (h *Handler) holdBody(r *http.Request) (*heldBody, error) {
-	hb := &heldBody{orig: r.Body, form: isForm(r)}
+	hb := &heldBody{orig: r.Body, form: isForm(r), budget: h.budget}
 	limit := h.BodyMaxSize
-	switch {
-	case r.ContentLength > limit:
+	if r.ContentLength > limit {
 		hb.rest = r.Body
 		return hb, nil
-	case r.ContentLength > 0:
-		hb.head = make([]byte, r.ContentLength)
-		if _, err := io.ReadFull(r.Body, hb.head); err != nil {
-			return nil, err
-		}
-		return hb, nil
 	}
-	hb.head = make([]byte, 0, min(limit+1, 64<<10))
 	for int64(len(hb.head)) <= limit {
 		if len(hb.head) == cap(hb.head) {
-			hb.head = append(hb.head, 0)[:len(hb.head)] // grow
+			size := min(max(2*int64(cap(hb.head)), firstBodyBuffer), limit+1)
+			if r.ContentLength >= 0 {
+				size = min(size, r.ContentLength+1) // no more than declared, to find the end
+			}
+			if !hb.budget.take(size) {
+				hb.rest = r.Body // the budget is spent: stream the rest
+				return hb, nil
+			}
+			grown := make([]byte, len(hb.head), size)
+			copy(grown, hb.head)
+			hb.budget.give(hb.charged)
+			hb.head, hb.charged = grown, size
 		}
-		n, err := r.Body.Read(hb.head[len(hb.head):min(int64(cap(hb.head)), limit+1)])
+		n, err := r.Body.Read(hb.head[len(hb.head):cap(hb.head)])
 		hb.head = hb.head[:len(hb.head)+n]
 		if err == io.EOF {
 			return hb, nil
 		}
 		if err != nil {
+			hb.release()
 			return nil, err
 		}
 	}
 	hb.rest = r.Body
 	return hb, nil
 }
+
+// release gives the buffer's share of the budget back, once the request is
+// done with it.
+func (hb *heldBody) release() {
+	if hb != nil && hb.charged > 0 {
+		hb.budget.give(hb.charged)
+		hb.charged = 0
+	}
+}
+
+// bodyBudget bounds the bytes that held bodies take at once.
+type bodyBudget struct {
+	limit int64
+	used  atomic.Int64
+}
+
+func (b *bodyBudget) take(n int64) bool {
+	for {
+		used := b.used.Load()
+		if used+n > b.limit {
+			return false
+		}
+		if b.used.CompareAndSwap(used, used+n) {
+			return true
+		}
+	}
+}
+
+func (b *bodyBudget) give(n int64) { b.used.Add(-n) }
 
 // mayContain reports whether the body may carry a placeholder: certainly
 // when only part of it was read.

@@ -90,6 +90,11 @@ type Handler struct {
 	// with chunked encoding. Default: 1 MiB.
 	BodyMaxSize int64 `json:"body_max_size,omitempty"`
 
+	// BodyMemory bounds the memory that the bodies this handler holds at
+	// once may take together: past it, bodies are substituted as they
+	// stream instead of held. Default: 64 MiB.
+	BodyMemory int64 `json:"body_memory,omitempty"`
+
 	// BodyTypes are the media types whose bodies are substituted.
 	// `application/x-www-form-urlencoded` bodies get the URL-encoded forms
 	// of placeholder and token. Default: `application/json`,
@@ -121,6 +126,7 @@ type Handler struct {
 	// without replacing them; built once, as they do not depend on a token.
 	probe, queryProbe *substitute.Replacer
 	values            *substitutedValues
+	budget            *bodyBudget
 	logger            *zap.Logger
 }
 
@@ -128,6 +134,7 @@ type Handler struct {
 const (
 	DefaultPlaceholder = "<<APPSMITH_USER_OAUTH2_ACCESS_TOKEN>>"
 	defaultBodyMaxSize = 1 << 20
+	defaultBodyMemory  = 64 << 20
 	defaultRefreshSkew = 30 * time.Second
 )
 
@@ -156,6 +163,10 @@ func (h *Handler) Provision(ctx caddy.Context) (err error) {
 	if len(h.BodyTypes) == 0 {
 		h.BodyTypes = defaultBodyTypes
 	}
+	if h.BodyMemory == 0 {
+		h.BodyMemory = defaultBodyMemory
+	}
+	h.budget = &bodyBudget{limit: h.BodyMemory}
 	if h.OnMissing == "" {
 		h.OnMissing = "reject"
 	}
@@ -212,8 +223,8 @@ func (h *Handler) Validate() error {
 	if h.MissingStatus < 400 || h.MissingStatus > 599 {
 		return fmt.Errorf("missing_status %d: must be a 4xx or 5xx code", h.MissingStatus)
 	}
-	if h.BodyMaxSize < 0 || h.RefreshSkew < 0 {
-		return errors.New("body_max_size and refresh_skew must not be negative")
+	if h.BodyMaxSize < 0 || h.BodyMemory < 0 || h.RefreshSkew < 0 {
+		return errors.New("body_max_size, body_memory and refresh_skew must not be negative")
 	}
 	for _, t := range h.BodyTypes {
 		if _, _, err := mime.ParseMediaType(t); err != nil {
@@ -245,6 +256,7 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request, next caddyht
 		if body, err = h.holdBody(r); err != nil {
 			return caddyhttp.Error(http.StatusBadRequest, fmt.Errorf("reading request body: %w", err))
 		}
+		defer body.release()
 		need.body = body.mayContain(h)
 		if !need.any() {
 			r = body.restore(r)

@@ -2,7 +2,9 @@ package tokeninject
 
 import (
 	"bytes"
+	"io"
 	"net/http"
+	"net/http/httptest"
 	"net/url"
 	"strings"
 	"testing"
@@ -66,5 +68,74 @@ func TestHeldBodyKeepsExactContentLength(t *testing.T) {
 		if out.String() != want || r2.ContentLength != int64(len(want)) {
 			t.Errorf("length %d: body %q (Content-Length %d), want %q", length, out.String(), r2.ContentLength, want)
 		}
+	}
+}
+
+// TestHeldBodiesStayWithinTheBudget: the bodies held at once never take
+// more than body_memory together; past it, a body's remainder streams,
+// nothing is lost, and every byte of the budget comes back.
+func TestHeldBodiesStayWithinTheBudget(t *testing.T) {
+	h := &Handler{In: []string{"body"}, BodyMaxSize: 1 << 20, BodyMemory: 4 << 20}
+	if err := h.Provision(testContext(t)); err != nil {
+		t.Fatal(err)
+	}
+	body := strings.Repeat("x", 1<<20)
+	var held []*heldBody
+	streamed := 0
+	for range 8 {
+		r := httptest.NewRequest(http.MethodPost, "/", io.NopCloser(strings.NewReader(body)))
+		r.ContentLength = -1 // unknown: the worst case for growth
+		hb, err := h.holdBody(r)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if used := h.budget.used.Load(); used > h.BodyMemory {
+			t.Fatalf("bodies held at once take %d bytes, over the budget of %d", used, h.BodyMemory)
+		}
+		if hb.rest != nil {
+			streamed++
+		}
+		got, _ := io.ReadAll(hb.reader(nil))
+		if string(got) != body {
+			t.Fatalf("body of %d bytes came out as %d", len(body), len(got))
+		}
+		held = append(held, hb)
+	}
+	if streamed < 4 {
+		t.Fatalf("%d of 8 bodies streamed past a budget of four, want at least 4", streamed)
+	}
+	for _, hb := range held {
+		hb.release()
+	}
+	if used := h.budget.used.Load(); used != 0 {
+		t.Fatalf("%d bytes of the budget not given back", used)
+	}
+}
+
+// TestHeldBodyGrowsWithBytesReceived: a body that declares 8 MiB and sends
+// a few bytes takes a buffer of its first size, not 8 MiB.
+func TestHeldBodyGrowsWithBytesReceived(t *testing.T) {
+	h := &Handler{In: []string{"body"}, BodyMaxSize: 8 << 20}
+	if err := h.Provision(testContext(t)); err != nil {
+		t.Fatal(err)
+	}
+	pr, pw := io.Pipe()
+	r := httptest.NewRequest(http.MethodPost, "/", pr)
+	r.ContentLength = 8 << 20
+	done := make(chan *heldBody)
+	go func() {
+		hb, _ := h.holdBody(r)
+		done <- hb
+	}()
+	_, _ = pw.Write([]byte(`{"a":"`))
+	if used := h.budget.used.Load(); used > firstBodyBuffer {
+		t.Fatalf("after 6 bytes of a body declared 8 MiB, %d bytes are held", used)
+	}
+	pw.CloseWithError(io.ErrUnexpectedEOF)
+	if hb := <-done; hb != nil {
+		t.Fatal("a cut-off body was held")
+	}
+	if used := h.budget.used.Load(); used != 0 {
+		t.Fatalf("%d bytes of the budget not given back after an error", used)
 	}
 }
