@@ -3,12 +3,12 @@ package tokeninject
 import (
 	"bytes"
 	"io"
-	"sync/atomic"
 	"maps"
 	"mime"
 	"net/http"
 	"net/url"
 	"strings"
+	"sync/atomic"
 
 	"github.com/oidcgate/caddy-oidc/internal/substitute"
 )
