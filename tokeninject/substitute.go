@@ -299,8 +299,9 @@ func (h *Handler) substitute(r *http.Request, n needs, body *heldBody, token str
 		r2.GetBody = nil
 	}
 	if h.RedactResponse {
-		// Redaction needs the upstream's response uncompressed.
-		r2.Header.Del("Accept-Encoding")
+		// Redaction needs the upstream's response uncompressed: ask for
+		// identity (without the header, Go's transport would ask for gzip).
+		r2.Header.Set("Accept-Encoding", "identity")
 	}
 	return r2
 }

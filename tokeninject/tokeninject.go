@@ -7,6 +7,7 @@ package tokeninject
 import (
 	"errors"
 	"fmt"
+	"maps"
 	"mime"
 	"net/http"
 	"slices"
@@ -244,7 +245,7 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request, next caddyht
 	need := h.scan(r)
 	if !need.any() {
 		if h.RedactResponse && session != nil {
-			return h.serveRedacted(w, r, next, session)
+			return h.serveRedacted(w, h.askForIdentity(r), next, session)
 		}
 		return next.ServeHTTP(w, r)
 	}
@@ -260,7 +261,7 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request, next caddyht
 		need.body = body.mayContain(h)
 		if !need.any() {
 			r = body.restore(r)
-			return h.serveRedactedOrNext(w, r, next, session)
+			return h.serveRedactedOrNext(w, r, next, session, session)
 		}
 	}
 
@@ -284,23 +285,37 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request, next caddyht
 			if body != nil {
 				r = body.restore(r)
 			}
+			if h.RedactResponse && session != nil {
+				return h.serveRedacted(w, h.askForIdentity(r), next, session)
+			}
 			return next.ServeHTTP(w, r)
 		}
 	}
-	session, _ = oidcauth.SessionFromRequest(r) // may have been refreshed
+	refreshed, _ := oidcauth.SessionFromRequest(r)
 
 	r = h.substitute(r, need, body, token)
 	if token != "" && !h.RedactResponse {
 		w = &redirectGuard{ResponseWriter: w, token: token, placeholder: h.Placeholders[0]}
 	}
-	return h.serveRedactedOrNext(w, r, next, session)
+	return h.serveRedactedOrNext(w, r, next, session, refreshed)
 }
 
-func (h *Handler) serveRedactedOrNext(w http.ResponseWriter, r *http.Request, next caddyhttp.Handler, s *oidcauth.Session) error {
-	if h.RedactResponse && s != nil {
-		return h.serveRedacted(w, r, next, s)
+// serveRedactedOrNext serves next, through the redactor when redaction is
+// on; sessions are the request's session before and after a refresh.
+func (h *Handler) serveRedactedOrNext(w http.ResponseWriter, r *http.Request, next caddyhttp.Handler, before, after *oidcauth.Session) error {
+	if h.RedactResponse && (before != nil || after != nil) {
+		return h.serveRedacted(w, r, next, before, after)
 	}
 	return next.ServeHTTP(w, r)
+}
+
+// askForIdentity returns r asking upstream for an uncompressed response,
+// which the redactor can read.
+func (h *Handler) askForIdentity(r *http.Request) *http.Request {
+	r2 := shallowCopy(r)
+	r2.Header = maps.Clone(r.Header)
+	r2.Header.Set("Accept-Encoding", "identity")
+	return r2
 }
 
 // accessToken returns the session's access token, refreshed if it is about

@@ -139,3 +139,28 @@ func TestHeldBodyGrowsWithBytesReceived(t *testing.T) {
 		t.Fatalf("%d bytes of the budget not given back after an error", used)
 	}
 }
+
+// TestRedactorCoversEscapedFormsOfTheToken: an upstream's echo can carry
+// the token URL-encoded (in either hex case) or JSON-escaped ("\/", or
+// \uXXXX for any character an encoder chooses to escape).
+func TestRedactorCoversEscapedFormsOfTheToken(t *testing.T) {
+	tok := "ab+c/d=e_f-g.h~i"
+	rep := redactor([]string{tok, "", "refresh+/="}, DefaultPlaceholder)
+	for _, form := range []string{
+		tok,
+		url.QueryEscape(tok), url.PathEscape(tok), strings.ToLower(url.QueryEscape(tok)),
+		`ab+c\/d=e_f-g.h~i`,
+		`ab\u002bc\u002fd\u003de\u005ff\u002dg\u002eh\u007ei`,
+		`ab\u002Bc\u002Fd\u003De\u005Ff\u002Dg\u002Eh\u007Ei`,
+		"refresh+/=", `refresh+\/=`, url.QueryEscape("refresh+/="),
+	} {
+		in := `{"echo":"` + form + `"}`
+		out, ok := rep.Replace(in)
+		if !ok || strings.Contains(out, "ab") || strings.Contains(out, "refresh") || !strings.Contains(out, DefaultPlaceholder) {
+			t.Errorf("%q -> %q", in, out)
+		}
+	}
+	if redactor([]string{"", ""}, DefaultPlaceholder) != nil {
+		t.Error("a redactor without tokens")
+	}
+}
