@@ -2,6 +2,9 @@ package integration
 
 import (
 	"fmt"
+	"io/fs"
+	"os"
+	"path/filepath"
 	"net/http"
 	"strings"
 	"testing"
@@ -108,9 +111,25 @@ func TestBackchannelRevocationsOfCookieSessionsSurviveARestart(t *testing.T) {
 	b := newBrowser(t)
 	b.signIn(s, "/")
 	copied := b.cookieHeader(s)
-	sendLogoutToken(t, p, s.url, "", sidOf(t, p), http.StatusOK)
+	sid := sidOf(t, p)
+	sendLogoutToken(t, p, s.url, "", sid, http.StatusOK)
 	if st := replay(t, s.url, copied); st != http.StatusUnauthorized {
 		t.Fatalf("after back-channel logout: %d, want 401", st)
+	}
+	// The list in storage names sessions by hashes: reading it reveals no
+	// user or provider session.
+	files := 0
+	_ = filepath.WalkDir(filepath.Join(s.storage, "oidc_auth", "revocations"), func(path string, d fs.DirEntry, err error) error {
+		if err != nil || d.IsDir() {
+			return nil
+		}
+		files++
+		b, _ := os.ReadFile(path)
+		assertNoSecrets(t, "the revocation list in storage", string(b), "user-1", sid)
+		return nil
+	})
+	if files == 0 {
+		t.Fatal("no revocation list in Caddy's storage")
 	}
 	stopCaddy(t)
 	s.load()

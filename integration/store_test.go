@@ -161,6 +161,14 @@ func TestRedisSessionsAreSharedByInstances(t *testing.T) {
 func TestRedisHoldsNoTokenText(t *testing.T) {
 	rs, p, _, c, b := signedInRedisCluster(t, 1, testop.Config{})
 	apiCall(t, b, c.urls[0])
+	// A logout token for another user leaves its jti remembered.
+	tok, err := p.SignLogoutToken(map[string]any{"sub": "user-2", "jti": "jti-in-clear-xyz"}, "logout+jwt")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if st, body := postLogoutToken(t, c.urls[0], tok); st != http.StatusOK {
+		t.Fatalf("back-channel logout: %d %s", st, body)
+	}
 
 	rc := redis.NewClient(&redis.Options{Addr: rs.Addr()})
 	defer rc.Close()
@@ -190,7 +198,10 @@ func TestRedisHoldsNoTokenText(t *testing.T) {
 		t.Fatal("no session cookie")
 	}
 	assertNoSecrets(t, "Redis", dump.String(), append(p.IssuedTokens(), sessionID)...)
-	for _, clear := range []string{"alice@example.com", "user-1"} {
+	if !strings.Contains(dump.String(), "seen:") {
+		t.Error("no remembered jti in Redis")
+	}
+	for _, clear := range []string{"alice@example.com", "user-1", "user-2", "jti-in-clear-xyz"} {
 		if strings.Contains(dump.String(), clear) {
 			t.Errorf("Redis holds %q in clear", clear)
 		}
