@@ -216,7 +216,7 @@ func (h *Handler) provision(ctx caddy.Context, logger *zap.Logger) error {
 	h.logger = logger
 	h.now = time.Now
 	if h.storage == nil {
-		h.storage = ctx.Storage()
+		h.storage = storageOf(ctx)
 	}
 	repl := caddy.NewReplacer()
 
@@ -357,6 +357,18 @@ func (h *Handler) provision(ctx caddy.Context, logger *zap.Logger) error {
 	}
 	go h.provider.run(ctx)
 	return nil
+}
+
+// storageOf returns the context's storage, or nil for a context that
+// belongs to no Caddy config (a module provisioned on its own, as other
+// packages' tests and benchmarks do), whose Storage method panics.
+func storageOf(ctx caddy.Context) (storage certmagic.Storage) {
+	defer func() {
+		if recover() != nil {
+			storage = nil
+		}
+	}()
+	return ctx.Storage()
 }
 
 func (h *Handler) loadKeys(ctx caddy.Context, repl *caddy.Replacer) (*keyRing, error) {

@@ -143,7 +143,9 @@ func (p pooledRevocations) Destruct() error { return p.Close() }
 // so that instances sharing the storage share the list.
 func openStorageRevocations(storage certmagic.Storage, poolKey string, logger *zap.Logger) (sessionstore.Revocations, func(), error) {
 	if storage == nil {
-		return nil, nil, errors.New("no storage configured for the revocation list")
+		// Only outside a Caddy config; Caddy always has a storage.
+		logger.Warn("no storage: the revocation list of cookie sessions is kept in memory only")
+		return sessionstore.NewMemory(0), func() {}, nil
 	}
 	sum := sha256.Sum256([]byte(poolKey))
 	dir := "oidc_auth/revocations/" + hex.EncodeToString(sum[:8])

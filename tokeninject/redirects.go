@@ -13,6 +13,12 @@ import (
 // the token where the browser shows and stores it, and sends it on.
 var redirectHeaders = [...]string{"Location", "Content-Location", "Refresh"}
 
+// guardedRequest is a substituted request and the guard of its response.
+type guardedRequest struct {
+	req   http.Request
+	guard redirectGuard
+}
+
 // redirectGuard replaces the token with the placeholder in the redirect
 // headers of the response to a request that carried the token upstream.
 // (With redact_response, redactingWriter does this for every header.)

@@ -246,8 +246,14 @@ type readCloser struct {
 // The original request is left alone: placeholders that later handlers
 // read, such as {http.request.header.*} and {http.request.uri}, and the
 // access log, refer to it and so never show the token.
-func (h *Handler) substitute(r *http.Request, n needs, body *heldBody, token string) *http.Request {
-	r2 := shallowCopy(r)
+//
+// r2, if not nil, is where the copy goes (to allocate it together with
+// something else).
+func (h *Handler) substitute(r2, r *http.Request, n needs, body *heldBody, token string) *http.Request {
+	if r2 == nil {
+		r2 = new(http.Request)
+	}
+	*r2 = *r
 	streamed := body != nil && body.rest != nil
 	if n.header || body != nil || h.RedactResponse {
 		// A map of its own; value slices stay shared and are only ever

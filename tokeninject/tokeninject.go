@@ -293,9 +293,13 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request, next caddyht
 	}
 	refreshed, _ := oidcauth.SessionFromRequest(r)
 
-	r = h.substitute(r, need, body, token)
 	if token != "" && !h.RedactResponse {
-		w = &redirectGuard{ResponseWriter: w, token: token, placeholder: h.Placeholders[0]}
+		// The request copy and the guard of its response, in one allocation.
+		g := new(guardedRequest)
+		g.guard = redirectGuard{ResponseWriter: w, token: token, placeholder: h.Placeholders[0]}
+		r, w = h.substitute(&g.req, r, need, body, token), &g.guard
+	} else {
+		r = h.substitute(nil, r, need, body, token)
 	}
 	return h.serveRedactedOrNext(w, r, next, session, refreshed)
 }

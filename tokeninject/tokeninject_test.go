@@ -36,7 +36,7 @@ func TestSubstituteLeavesOriginalRequestUntouched(t *testing.T) {
 	if !n.header || !n.query {
 		t.Fatalf("scan = %+v", n)
 	}
-	r2 := h.substitute(r, n, nil, "TOKEN")
+	r2 := h.substitute(nil, r, n, nil, "TOKEN")
 	if r2.Header.Get("Authorization") != "Bearer TOKEN" || r2.URL.Query().Get("t") != "TOKEN" || r2.Header.Get("X-Other") != "keep" {
 		t.Fatalf("substituted request: %v %s", r2.Header, r2.URL)
 	}
@@ -59,7 +59,7 @@ func TestHeldBodyKeepsExactContentLength(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		r2 := h.substitute(r, needs{body: true}, hb, "a-much-longer-access-token")
+		r2 := h.substitute(nil, r, needs{body: true}, hb, "a-much-longer-access-token")
 		var out bytes.Buffer
 		if _, err := out.ReadFrom(r2.Body); err != nil {
 			t.Fatal(err)
