@@ -127,6 +127,9 @@ func TestLogoutTokensAreCheckedAsDocumented(t *testing.T) {
 			if st, body := postLogoutToken(t, s.url, tok); st != c.status {
 				t.Fatalf("%d %s, want %d", st, body, c.status)
 			}
+			if c.name == "no iat" && !strings.Contains(s.logs(), "the logout token has no iat claim") {
+				t.Error("the log does not say the logout token had no iat")
+			}
 			want := http.StatusOK
 			if c.status == http.StatusOK {
 				want = http.StatusUnauthorized
