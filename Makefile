@@ -76,6 +76,14 @@ check-go:
 	go test -race ./...
 	# A short fuzzing run on top of the checked-in corpus.
 	go test -run '^$$' -fuzz=FuzzSubstitute -fuzztime=20s ./internal/substitute/
+	# oidc_auth's attack surfaces: forged session cookies and records, rd=
+	# redirects, callback links and back-channel logout tokens. -fuzz takes
+	# one target at a time.
+	go test -run '^$$' -fuzz='^FuzzSessionCookie$$' -fuzztime=6s ./oidcauth/
+	go test -run '^$$' -fuzz='^FuzzUnmarshalSession$$' -fuzztime=6s ./oidcauth/
+	go test -run '^$$' -fuzz='^FuzzSafeRedirect$$' -fuzztime=6s ./oidcauth/
+	go test -run '^$$' -fuzz='^FuzzCallback$$' -fuzztime=6s ./oidcauth/
+	go test -run '^$$' -fuzz='^FuzzLogoutToken$$' -fuzztime=6s ./oidcauth/
 
 # `make bench`: the Go benchmarks, then the load comparison
 # (bench/cmd/loadcompare): the same wrk load through Caddy's reverse_proxy

@@ -3,6 +3,8 @@ package oidcauth
 import (
 	"net/http"
 	"net/http/httptest"
+	"net/url"
+	"strings"
 	"testing"
 )
 
@@ -25,6 +27,57 @@ func TestSafeRedirectAllowsOnlySameOriginPaths(t *testing.T) {
 			t.Errorf("safeRedirect(%q) = %q, want %q", rd, got, want)
 		}
 	}
+}
+
+// FuzzSafeRedirect: whatever rd= a link carries, the user lands on this
+// site. safeRedirect keeps rd or answers "/"; what it keeps must stay on the
+// site when resolved as net/url does, and when sent as http.Redirect sends
+// it, and also for browsers, which are more lenient than net/url: they drop
+// tabs and newlines, strip control characters and read a backslash as a
+// slash, so "/\t/evil" or "/\\evil" would become "//evil", another host.
+func FuzzSafeRedirect(f *testing.F) {
+	base, _ := url.Parse("https://site.example/base/")
+	req := httptest.NewRequest(http.MethodGet, "https://site.example/oauth2/callback", nil)
+	onSite := func(t *testing.T, what, ref string) {
+		u, err := url.Parse(ref)
+		if err != nil {
+			t.Fatalf("%s %q does not parse: %v", what, ref, err)
+		}
+		if u.Scheme != "" || u.Opaque != "" || u.Host != "" || u.User != nil {
+			t.Fatalf("%s %q is not a path: %#v", what, ref, u)
+		}
+		if got := base.ResolveReference(u); got.Scheme != "https" || got.Host != "site.example" || got.User != nil {
+			t.Fatalf("%s %q leads to %s", what, ref, got)
+		}
+	}
+	f.Fuzz(func(t *testing.T, rd string) {
+		got := safeRedirect(rd)
+		if got != "/" && got != rd {
+			t.Fatalf("safeRedirect(%q) = %q, neither the input nor /", rd, got)
+		}
+		if again := safeRedirect(got); again != got {
+			t.Fatalf("safeRedirect(%q) = %q, but that gives %q", rd, got, again)
+		}
+		// A path with one leading slash has no scheme and no host, for
+		// net/url and for browsers alike.
+		if got[0] != '/' || strings.HasPrefix(got, "//") || strings.HasPrefix(got, "/\\") {
+			t.Fatalf("safeRedirect(%q) = %q, not a path with one leading slash", rd, got)
+		}
+		for i := 0; i < len(got); i++ {
+			if c := got[i]; c < 0x20 || c == 0x7f || c == '\\' {
+				t.Fatalf("safeRedirect(%q) = %q, which has %q at %d", rd, got, c, i)
+			}
+		}
+		onSite(t, "safeRedirect result", got)
+
+		rec := httptest.NewRecorder()
+		http.Redirect(rec, req, got, http.StatusSeeOther)
+		loc := rec.Header().Get("Location")
+		if loc == "" || loc[0] != '/' || strings.HasPrefix(loc, "//") || strings.ContainsAny(loc, "\\\t\r\n") {
+			t.Fatalf("http.Redirect to %q sends Location %q", got, loc)
+		}
+		onSite(t, "Location", loc)
+	})
 }
 
 func TestUnauthenticatedAutoModeRedirectsOnlyNavigations(t *testing.T) {
