@@ -90,7 +90,9 @@ func (kr *keyRing) sealString(plaintext, additionalData []byte) string {
 
 // openString reverses sealString.
 func (kr *keyRing) openString(s string, additionalData []byte) ([]byte, error) {
-	raw, err := base64.RawURLEncoding.DecodeString(s)
+	// Strict: the spare bits of the last character must be zero, so that
+	// a sealed value has exactly one spelling.
+	raw, err := base64.RawURLEncoding.Strict().DecodeString(s)
 	if err != nil {
 		return nil, errUnsealed
 	}
