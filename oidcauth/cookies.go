@@ -126,11 +126,11 @@ func chunkName(name string, i int) string {
 
 // isChunkName reports whether name is a continuation chunk of base.
 func isChunkName(name, base string) bool {
-	rest, ok := strings.CutPrefix(name, base+"_")
-	if !ok || rest == "" {
+	rest, ok := strings.CutPrefix(name, base)
+	if !ok || len(rest) < 2 || rest[0] != '_' {
 		return false
 	}
-	for _, c := range rest {
+	for _, c := range rest[1:] {
 		if c < '0' || c > '9' {
 			return false
 		}

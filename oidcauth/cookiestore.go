@@ -62,7 +62,7 @@ func (cs *cookieStore) Load(r *http.Request, sc sessionCookie) (*Session, error)
 		}
 		chunks = append(chunks, part)
 	}
-	if s := cs.cache.get(first, chunks); s != nil {
+	if s := cs.cache.get(first, chunks[1:]); s != nil {
 		return cs.unlessRevoked(r, s)
 	}
 	value := strings.Join(chunks, "")
@@ -76,7 +76,7 @@ func (cs *cookieStore) Load(r *http.Request, sc sessionCookie) (*Session, error)
 	}
 	s.owner = cs.owner
 	cs.owner.withIndexKeys(s)
-	cs.cache.put(first, value, s)
+	cs.cache.put(first, chunks[1:], s)
 	return cs.unlessRevoked(r, s)
 }
 
@@ -192,9 +192,11 @@ func (cs *cookieStore) Delete(w http.ResponseWriter, r *http.Request, s *Session
 }
 
 // sessionCache remembers decoded sessions by their sealed cookie value, so a
-// signed-in request costs a map lookup instead of decryption and JSON
-// decoding. Entries are found by the first cookie's value and must match the
-// whole sealed value, so a changed cookie is never served from the cache.
+// signed-in request costs a map lookup instead of decryption and decoding.
+// Entries are found by the first cookie's value (which names the number of
+// cookies) and every other cookie must match too, so a changed cookie is
+// never served from the cache. Each byte of a request's cookies is compared
+// once.
 type sessionCache struct {
 	mu      sync.RWMutex
 	entries map[string]cachedSession
@@ -202,7 +204,7 @@ type sessionCache struct {
 }
 
 type cachedSession struct {
-	value   string // the whole sealed value, all chunks joined
+	rest    []string // the cookies after the first, as sealed
 	session *Session
 }
 
@@ -210,28 +212,25 @@ func newSessionCache(max int) *sessionCache {
 	return &sessionCache{entries: make(map[string]cachedSession), max: max}
 }
 
-// get returns the session whose sealed value is the concatenation of chunks.
-func (c *sessionCache) get(first string, chunks []string) *Session {
+// get returns the session sealed as first followed by rest.
+func (c *sessionCache) get(first string, rest []string) *Session {
 	c.mu.RLock()
 	e, ok := c.entries[first]
 	c.mu.RUnlock()
-	if !ok {
+	if !ok || len(e.rest) != len(rest) {
 		return nil
 	}
-	rest := e.value
-	for _, part := range chunks {
-		if !strings.HasPrefix(rest, part) {
+	for i, part := range rest {
+		if part != e.rest[i] {
 			return nil
 		}
-		rest = rest[len(part):]
-	}
-	if rest != "" {
-		return nil
 	}
 	return e.session
 }
 
-func (c *sessionCache) put(first, value string, s *Session) {
+func (c *sessionCache) put(first string, rest []string, s *Session) {
+	kept := make([]string, len(rest)) // not slices.Clone: rest must not escape
+	copy(kept, rest)
 	c.mu.Lock()
 	if len(c.entries) >= c.max {
 		// Evict an arbitrary tenth: cheap, and a miss only costs a decode.
@@ -243,7 +242,7 @@ func (c *sessionCache) put(first, value string, s *Session) {
 			}
 		}
 	}
-	c.entries[first] = cachedSession{value: value, session: s}
+	c.entries[first] = cachedSession{rest: kept, session: s}
 	c.mu.Unlock()
 }
 
