@@ -88,11 +88,13 @@ func (kr *keyRing) sealString(plaintext, additionalData []byte) string {
 	return base64.RawURLEncoding.EncodeToString(kr.seal(plaintext, additionalData))
 }
 
+// strictBase64 decodes sealed values: the spare bits of the last character
+// must be zero, so that a sealed value has exactly one spelling.
+var strictBase64 = base64.RawURLEncoding.Strict()
+
 // openString reverses sealString.
 func (kr *keyRing) openString(s string, additionalData []byte) ([]byte, error) {
-	// Strict: the spare bits of the last character must be zero, so that
-	// a sealed value has exactly one spelling.
-	raw, err := base64.RawURLEncoding.Strict().DecodeString(s)
+	raw, err := strictBase64.DecodeString(s)
 	if err != nil {
 		return nil, errUnsealed
 	}

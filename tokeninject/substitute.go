@@ -150,7 +150,14 @@ func (h *Handler) holdBody(r *http.Request) (*heldBody, error) {
 	}
 	for int64(len(hb.head)) <= limit {
 		if len(hb.head) == cap(hb.head) {
-			size := min(max(2*int64(cap(hb.head)), firstBodyBuffer), limit+1)
+			// Double, or with a declared length quadruple (fewer copies
+			// of a body that keeps coming), up to the declared length: the
+			// buffer is never more than four times what arrived.
+			grow := int64(2)
+			if r.ContentLength >= 0 {
+				grow = 4
+			}
+			size := min(max(grow*int64(cap(hb.head)), firstBodyBuffer), limit+1)
 			if r.ContentLength >= 0 {
 				size = min(size, r.ContentLength+1) // no more than declared, to find the end
 			}
