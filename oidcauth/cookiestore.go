@@ -12,9 +12,11 @@ import (
 )
 
 const (
-	// cookieChunkSize keeps each cookie, with its name and attributes, under
-	// the 4096 bytes that browsers accept for one cookie.
-	cookieChunkSize = 3800
+	// maxCookieSize bounds a session cookie's name and value together.
+	// Browsers accept at least 4096 bytes of name, value and attributes
+	// (RFC 6265 6.1); this leaves room for the attributes, as other
+	// gateways' 4000-byte cookies do.
+	maxCookieSize = 4000
 	// maxCookieChunks bounds how much a session may put in request headers.
 	maxCookieChunks = 8
 	// sessionCacheSize bounds the decoded sessions kept in memory.
@@ -113,14 +115,17 @@ func (cs *cookieStore) Save(w http.ResponseWriter, r *http.Request, s *Session) 
 		return err
 	}
 	value := cs.keys.sealString(plain, cs.aad)
-	n := (len(value) + cookieChunkSize - 1) / cookieChunkSize
-	if n > maxCookieChunks {
-		return fmt.Errorf("session of %d bytes is too large for cookies (at most %d); request fewer scopes or claims, or use a server-side session store", len(value), maxCookieChunks*cookieChunkSize)
-	}
 	name := cs.cookies.fullName(r, cs.cookies.name)
+	// Each chunk's name is at most the name plus "_7", and the first
+	// chunk's value starts with "<n>." when there are several.
+	chunkSize := maxCookieSize - len(name) - 2
+	n := (len(value) + chunkSize - 1) / chunkSize
+	if n > maxCookieChunks {
+		return fmt.Errorf("session of %d bytes is too large for cookies (at most %d); request fewer scopes or claims, or use a server-side session store", len(value), maxCookieChunks*chunkSize)
+	}
 	maxAge := cs.maxAge(s, time.Now())
 	for i := range n {
-		part := value[i*cookieChunkSize : min((i+1)*cookieChunkSize, len(value))]
+		part := value[i*chunkSize : min((i+1)*chunkSize, len(value))]
 		if i == 0 && n > 1 {
 			part = strconv.Itoa(n) + "." + part
 		}
