@@ -5,6 +5,7 @@ package redistest
 
 import (
 	"bufio"
+	"crypto/tls"
 	"fmt"
 	"net"
 	"os"
@@ -25,6 +26,8 @@ type Server struct {
 	port     int
 	password string
 	args     []string
+	conf     string      // written to redis.conf and passed first, if set
+	tls      *tls.Config // how ping reaches a TLS-only server; nil for TCP
 
 	mu     sync.Mutex
 	proc   *os.Process
@@ -97,10 +100,24 @@ func (s *Server) Restart() {
 }
 
 func (s *Server) start() error {
-	args := []string{
+	var args []string
+	if s.conf != "" {
+		// Sentinel wants its configuration in a file it can rewrite.
+		path := filepath.Join(s.dir, "redis.conf")
+		if _, err := os.Stat(path); err != nil {
+			if err := os.WriteFile(path, []byte(s.conf), 0o600); err != nil {
+				return err
+			}
+		}
+		args = append(args, path)
+	}
+	args = append(args,
 		"--port", strconv.Itoa(s.port), "--bind", "127.0.0.1",
 		"--save", "", "--appendonly", "no", "--dir", s.dir,
 		"--protected-mode", "no", "--logfile", filepath.Join(s.dir, "redis.log"),
+	)
+	if s.tls != nil {
+		args = append(args, s.tlsArgs()...)
 	}
 	if s.password != "" {
 		args = append(args, "--requirepass", s.password)
@@ -137,7 +154,13 @@ func (s *Server) start() error {
 // ping speaks just enough RESP to learn the server is ready, so this package
 // does not depend on a Redis client.
 func (s *Server) ping() error {
-	c, err := net.DialTimeout("tcp", s.Addr(), time.Second)
+	var c net.Conn
+	var err error
+	if s.tls != nil {
+		c, err = tls.DialWithDialer(&net.Dialer{Timeout: time.Second}, "tcp", s.Addr(), s.tls)
+	} else {
+		c, err = net.DialTimeout("tcp", s.Addr(), time.Second)
+	}
 	if err != nil {
 		return err
 	}
