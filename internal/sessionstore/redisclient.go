@@ -51,6 +51,9 @@ func newRedisClient(opts RedisOptions) redis.UniversalClient {
 		MaxRetries:            1,
 		DialerRetries:         1,
 		ContextTimeoutEnabled: true,
+		// No CLIENT SETINFO on connecting: Redis before 7.2 does not know
+		// it, and an ACL user would need it granted for nothing.
+		DisableIdentity: true,
 	}
 	var c *redis.ClusterClient
 	switch {

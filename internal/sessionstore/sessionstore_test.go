@@ -57,7 +57,7 @@ func newRedisHarness(t testing.TB, opts RedisOptions) harness {
 
 // TestStoreConformance runs every behaviour test against every Store: Memory,
 // Redis standalone and Redis as a one-node cluster, which rejects any command
-// whose keys span hash slots. Each Redis is started once (a cluster node
+// whose keys span hash slots, also as the README's ACL user. Each Redis is started once (a cluster node
 // takes two seconds to accept writes); tests are isolated by key prefix.
 func TestStoreConformance(t *testing.T) {
 	behaviours := []struct {
@@ -89,6 +89,11 @@ func TestStoreConformance(t *testing.T) {
 		{"redis-cluster", func(t *testing.T) func(*testing.T) harness {
 			addr := startCluster(t).Addr()
 			return redisAt(addr, addr) // two addresses select the cluster client
+		}},
+		// The README's ACL user, where the client needs the most commands.
+		{"redis-cluster-acl", func(t *testing.T) func(*testing.T) harness {
+			addr := startCluster(t).Addr()
+			return aclHarness(addr, addr)
 		}},
 	}
 	for _, b := range backends {
