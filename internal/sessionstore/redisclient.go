@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"net"
+	"slices"
 	"sync/atomic"
 	"time"
 
@@ -36,7 +37,9 @@ const (
 // server, Sentinel (MasterName set) or a Cluster (several addresses).
 func newRedisClient(opts RedisOptions) redis.UniversalClient {
 	u := &redis.UniversalOptions{
-		Addrs:        opts.Addrs,
+		// A copy: the cluster client appends the nodes it discovers to
+		// this slice, which other stores may share.
+		Addrs:        slices.Clone(opts.Addrs),
 		MasterName:   opts.MasterName,
 		Username:     opts.Username,
 		Password:     opts.Password,
