@@ -175,8 +175,12 @@ func runFailover(t *testing.T, name string, fc failoverCase) {
 	}
 	// Watch until a second passes without a failure (and at least the
 	// bound after the promotion), or give up ten seconds after it.
+	var cachesBack time.Time
 	for {
-		time.Sleep(50 * time.Millisecond)
+		time.Sleep(10 * time.Millisecond)
+		if cachesBack.IsZero() && a.cache.isLive() && b.cache.isLive() {
+			cachesBack = time.Now()
+		}
 		res.mu.Lock()
 		last := latest(res.lastFailed)
 		res.mu.Unlock()
@@ -243,6 +247,10 @@ func runFailover(t *testing.T, name string, fc failoverCase) {
 	for _, r := range []*Redis{a, b} {
 		waitLive(t, r)
 	}
+	if cachesBack.IsZero() {
+		cachesBack = time.Now()
+	}
+	t.Logf("%s: both local caches on again %v after the promotion", name, cachesBack.Sub(promoted).Round(time.Millisecond))
 	id := ids[0]
 	mustGet(t, a, id)
 	if err := b.Put(ctx, id, rec("v2", "user", "", time.Now().Add(time.Hour))); err != nil {
