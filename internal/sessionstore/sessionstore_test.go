@@ -305,7 +305,7 @@ func testRevoke(t *testing.T, h harness) {
 		t.Fatal("another subject is revoked")
 	}
 
-	if err := s.Revoke(ctx, "", "s1", now, now.Add(200*time.Millisecond)); err != nil {
+	if err := s.Revoke(ctx, "", "s1", now, h.now().Add(200*time.Millisecond)); err != nil {
 		t.Fatal(err)
 	}
 	if !revoked("u2", "s1", now.Add(-time.Minute)) || revoked("u2", "s2", now.Add(-time.Minute)) {
