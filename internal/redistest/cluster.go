@@ -125,8 +125,13 @@ func Slot(key string) int {
 
 // WaitPromoted polls the replica of shard i until it reports itself a
 // master, and returns when it first did (within a poll interval of 10 ms).
+// The error of a promotion that did not come has the replica's log.
 func (c *Cluster) WaitPromoted(ctx context.Context, i int) (time.Time, error) {
-	return waitMaster(ctx, c.Replicas[i])
+	at, err := waitMaster(ctx, c.Replicas[i])
+	if err != nil {
+		err = fmt.Errorf("%w\n%s", err, c.Replicas[i].log())
+	}
+	return at, err
 }
 
 func (c *Cluster) nodes() []*Server { return append(slices.Clone(c.Masters), c.Replicas...) }

@@ -86,9 +86,20 @@ func (s *Sentinel) Addrs() []string {
 }
 
 // WaitPromoted polls the replica until it reports itself a master, and
-// returns when it first did (within a poll interval of 10 ms).
+// returns when it first did (within a poll interval of 10 ms). The error of
+// a promotion that did not come has the sentinels' logs (a sentinel whose
+// timer ran two seconds late, on a starved machine, waits 30 s in TILT
+// mode before it acts again).
 func (s *Sentinel) WaitPromoted(ctx context.Context) (time.Time, error) {
-	return waitMaster(ctx, s.Replica)
+	at, err := waitMaster(ctx, s.Replica)
+	if err != nil {
+		var logs strings.Builder
+		for _, sn := range s.Sentinels {
+			fmt.Fprintf(&logs, "sentinel %s:\n%s\n", sn.Addr(), sn.log())
+		}
+		err = fmt.Errorf("%w\n%s", err, logs.String())
+	}
+	return at, err
 }
 
 func (s *Sentinel) ready(ctx context.Context, sc *redis.SentinelClient) bool {
