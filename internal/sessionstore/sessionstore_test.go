@@ -57,8 +57,9 @@ func newRedisHarness(t testing.TB, opts RedisOptions) harness {
 
 // TestStoreConformance runs every behaviour test against every Store: Memory,
 // Redis standalone and Redis as a one-node cluster, which rejects any command
-// whose keys span hash slots, also as the README's ACL user. Each Redis is started once (a cluster node
-// takes two seconds to accept writes); tests are isolated by key prefix.
+// whose keys span hash slots, also as the README's ACL user. Each Redis is
+// started once (a cluster node takes two seconds to accept writes); tests are
+// isolated by key prefix.
 func TestStoreConformance(t *testing.T) {
 	behaviours := []struct {
 		name string
