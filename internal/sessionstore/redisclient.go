@@ -20,6 +20,14 @@ import (
 // the replica already serves them. The store therefore builds its cluster
 // client itself: the slot map is re-read every few seconds, and at once
 // when a node cannot be reached.
+//
+// Sentinel gets the same kind of client, go-redis's failover cluster
+// client, whose "slot map" is the master and replicas Sentinel names. The
+// plain failover client would keep one connection pool for whichever
+// master is current; while the master is down, that pool's dial breaker
+// opens and then probes only once a second, adding up to a second after
+// Sentinel has named the new master. Here a new master is a new node with
+// a fresh pool.
 const (
 	// clusterStateReloadInterval bounds how old the slot map gets while
 	// nothing fails (a new node, a failover that moved no traffic). The
@@ -102,8 +110,8 @@ func (r *clusterReloader) ProcessPipelineHook(next redis.ProcessPipelineHook) re
 		err := next(ctx, cmds)
 		r.check(err)
 		for _, c := range cmds {
-			if err := c.Err(); err != nil {
-				r.check(err)
+			if unreachable(c.Err()) {
+				r.check(c.Err())
 				break
 			}
 		}
