@@ -73,15 +73,16 @@ func TestRedisFailoverGives503ThenServesAgain(t *testing.T) {
 
 			killed := time.Now()
 			kill(victim)
-			promotion := make(chan time.Time, 1)
+			type promotionResult struct {
+				at  time.Time
+				err error
+			}
+			promotion := make(chan promotionResult, 1)
 			go func() {
-				ctx, cancel := context.WithTimeout(context.Background(), 15*time.Second)
+				ctx, cancel := context.WithTimeout(t.Context(), 15*time.Second)
 				defer cancel()
 				at, err := promoted(ctx, victim)
-				if err != nil {
-					t.Error(err)
-				}
-				promotion <- at
+				promotion <- promotionResult{at, err}
 			}()
 			var promotedAt, last503 time.Time
 			var n503, n200 int
@@ -101,10 +102,11 @@ func TestRedisFailoverGives503ThenServesAgain(t *testing.T) {
 						time.Since(killed).Round(time.Millisecond), i%2, st)
 				}
 				select {
-				case promotedAt = <-promotion:
-					if promotedAt.IsZero() {
-						t.FailNow()
+				case r := <-promotion:
+					if r.err != nil {
+						t.Fatal(r.err)
 					}
+					promotedAt = r.at
 				default:
 				}
 				now := time.Now()
