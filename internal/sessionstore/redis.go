@@ -85,23 +85,7 @@ func NewRedis(opts RedisOptions) (*Redis, error) {
 	opts.DialTimeout = orDefault(opts.DialTimeout, 2*time.Second)
 	opts.ReadTimeout = orDefault(opts.ReadTimeout, time.Second)
 	opts.WriteTimeout = orDefault(opts.WriteTimeout, time.Second)
-	c := redis.NewUniversalClient(&redis.UniversalOptions{
-		Addrs:        opts.Addrs,
-		MasterName:   opts.MasterName,
-		Username:     opts.Username,
-		Password:     opts.Password,
-		DB:           opts.DB,
-		TLSConfig:    opts.TLS,
-		DialTimeout:  opts.DialTimeout,
-		ReadTimeout:  opts.ReadTimeout,
-		WriteTimeout: opts.WriteTimeout,
-		// One retry covers a pooled connection that died with a Redis
-		// restart or failover; more, and the default five dial attempts,
-		// would multiply the time a request waits during an outage.
-		MaxRetries:            1,
-		DialerRetries:         1,
-		ContextTimeoutEnabled: true,
-	})
+	c := newRedisClient(opts)
 	r := &Redis{
 		c:         c,
 		prefix:    opts.KeyPrefix,
