@@ -99,6 +99,18 @@ client_id x
 session_store redis {
 local_cache_ttl 1s
 local_cache_ttl off } }`, `local_cache_ttl given twice`},
+		{`oidc_auth { issuer https://op
+client_id x
+client_auth secret }`, `client_auth "secret": want one of client_secret_basic`},
+		{`oidc_auth { issuer https://op
+client_id x
+userinfo sometimes }`, `userinfo "sometimes": want on, off or refresh`},
+		{`oidc_auth { issuer https://op
+client_id x
+claim_sources yes }`, `claim_sources takes no arguments`},
+		{`oidc_auth { issuer https://op
+client_id x
+tenants }`, `tenants takes at least one argument`},
 		{`token_inject x`, `token_inject: unexpected argument "x"`},
 		{`token_inject { in header cookie }`, `token_inject: in: "cookie" is not header, query or body`},
 		{`token_inject { body_max_size lots }`, `token_inject: body_max_size: bad size "lots"`},

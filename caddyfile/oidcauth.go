@@ -1,13 +1,16 @@
 package caddyfile
 
 import (
+	"slices"
 	"strconv"
+	"strings"
 
 	"github.com/caddyserver/caddy/v2"
 	"github.com/caddyserver/caddy/v2/caddyconfig/caddyfile"
 	"github.com/caddyserver/caddy/v2/caddyconfig/httpcaddyfile"
 	"github.com/caddyserver/caddy/v2/modules/caddyhttp"
 
+	"github.com/oidcgate/caddy-oidc/internal/provider"
 	"github.com/oidcgate/caddy-oidc/oidcauth"
 )
 
@@ -31,7 +34,14 @@ import (
 //		idle_timeout         <duration>        # default: none
 //		session_keys         <base64-key...>   # default: generated, kept in Caddy's storage
 //		unauthenticated      auto|redirect|status [<code>]
-//		signing_algs         <alg...>
+//		signing_algs         <alg...>          # default: RS256
+//		client_auth          client_secret_basic|client_secret_post|client_secret_jwt|private_key_jwt|none
+//		client_key           <pem>             # may be {env.NAME} or {file./path}
+//		client_key_file      <path>
+//		client_key_id        <kid>
+//		userinfo             on|off|refresh    # default: on
+//		claim_sources                          # default: off
+//		tenants              <tenant-id...>|*  # multi-tenant providers
 //		backchannel_logout_path <path>         # default: /oauth2/backchannel-logout
 //		session_store        cookie|memory [<max_entries>]|redis {
 //			address     <host:port...>        # several: Cluster, or Sentinel with master_name
@@ -157,6 +167,41 @@ func parseOIDCAuth(h httpcaddyfile.Helper) (caddyhttp.MiddlewareHandler, error) 
 			a.SessionStore = store
 		case "signing_algs":
 			if err := someArgs(h.Dispenser, "oidc_auth", &a.SigningAlgs); err != nil {
+				return nil, err
+			}
+		case "client_auth":
+			if err := oneArg(h.Dispenser, "oidc_auth", &a.ClientAuth); err != nil {
+				return nil, err
+			}
+			if !slices.Contains(provider.Methods, a.ClientAuth) {
+				return nil, h.Errf("oidc_auth: client_auth %q: want one of %s", a.ClientAuth, strings.Join(provider.Methods, ", "))
+			}
+		case "client_key":
+			if err := oneArg(h.Dispenser, "oidc_auth", &a.ClientKey); err != nil {
+				return nil, err
+			}
+		case "client_key_file":
+			if err := oneArg(h.Dispenser, "oidc_auth", &a.ClientKeyFile); err != nil {
+				return nil, err
+			}
+		case "client_key_id":
+			if err := oneArg(h.Dispenser, "oidc_auth", &a.ClientKeyID); err != nil {
+				return nil, err
+			}
+		case "userinfo":
+			if err := oneArg(h.Dispenser, "oidc_auth", &a.Userinfo); err != nil {
+				return nil, err
+			}
+			if a.Userinfo != "on" && a.Userinfo != "off" && a.Userinfo != "refresh" {
+				return nil, h.Errf("oidc_auth: userinfo %q: want on, off or refresh", a.Userinfo)
+			}
+		case "claim_sources":
+			if h.NextArg() {
+				return nil, h.Errf("oidc_auth: claim_sources takes no arguments, got %q", h.Val())
+			}
+			a.ClaimSources = true
+		case "tenants":
+			if err := someArgs(h.Dispenser, "oidc_auth", &a.Tenants); err != nil {
 				return nil, err
 			}
 		default:

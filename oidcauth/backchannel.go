@@ -38,13 +38,13 @@ func (h *Handler) serveBackchannelLogout(w http.ResponseWriter, r *http.Request)
 		writeJSON(w, http.StatusBadRequest, map[string]string{"error": "invalid_request", "error_description": "no logout_token"})
 		return nil
 	}
-	st, err := h.provider.get(r.Context())
+	st, err := h.op.Get(r.Context())
 	if err != nil {
 		h.logger.Warn("back-channel logout while the provider is unavailable", zap.Error(err))
 		writeJSON(w, http.StatusServiceUnavailable, map[string]string{"error": "temporarily_unavailable"})
 		return nil
 	}
-	lt, err := st.verifier.LogoutToken(r.Context(), raw)
+	lt, err := st.Verifier.LogoutToken(r.Context(), raw)
 	if err != nil {
 		return h.refuseLogoutToken(w, err)
 	}
@@ -102,7 +102,7 @@ func (h *Handler) indexKey(v string) string {
 	if v == "" {
 		return ""
 	}
-	sum := sha256.Sum256([]byte(h.provider.issuer + "\x00" + h.provider.clientID + "\x00" + v))
+	sum := sha256.Sum256([]byte(h.op.Issuer() + "\x00" + h.op.ClientID() + "\x00" + v))
 	return base64.RawURLEncoding.EncodeToString(sum[:18])
 }
 

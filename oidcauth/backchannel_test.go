@@ -27,7 +27,7 @@ func FuzzLogoutToken(f *testing.F) {
 	}
 	f.Cleanup(p.Close)
 	h := newTestHandler(f, &Handler{Issuer: p.Issuer()})
-	if _, err := h.provider.get(context.Background()); err != nil {
+	if _, err := h.op.Get(context.Background()); err != nil {
 		f.Fatal(err)
 	}
 	logout := func(method, body string) *httptest.ResponseRecorder {

@@ -7,8 +7,8 @@ import (
 	"net/http"
 
 	"go.uber.org/zap"
-	"golang.org/x/oauth2"
 
+	"github.com/oidcgate/caddy-oidc/internal/provider"
 	"github.com/oidcgate/caddy-oidc/internal/verify"
 )
 
@@ -53,30 +53,28 @@ func (h *Handler) serveCallback(w http.ResponseWriter, r *http.Request) error {
 			"The identity provider's answer has no authorization code.", true)
 	}
 
-	st, err := h.provider.get(r.Context())
+	st, err := h.op.Get(r.Context())
 	if err != nil {
 		return h.providerUnavailable(w, r, err)
 	}
-	cfg := st.oauth2
-	cfg.RedirectURL = h.redirectURI(r)
-	ctx, cancel := context.WithTimeout(h.provider.ctx(r.Context()), providerRequestTimeout)
+	ctx, cancel := context.WithTimeout(r.Context(), providerRequestTimeout)
 	defer cancel()
-	tok, err := cfg.Exchange(ctx, code, oauth2.VerifierOption(ls.Verifier))
+	tok, err := st.Exchange(ctx, code, ls.Verifier, h.redirectURI(r))
 	if err != nil {
-		var re *oauth2.RetrieveError
-		if errors.As(err, &re) {
+		var te *provider.TokenError
+		if errors.As(err, &te) {
 			// Only the error code and description: the raw response body
 			// is the provider's and is not logged.
-			h.logger.Warn("token exchange refused", zap.String("error", re.ErrorCode), zap.String("error_description", re.ErrorDescription), zap.Int("status", statusOf(re)))
+			h.logger.Warn("token exchange refused", zap.String("error", truncate(te.Code, 100)),
+				zap.String("error_description", truncate(te.Description, 300)), zap.Int("status", te.Status))
 			return h.errorPage(w, r, http.StatusBadGateway, "Sign-in could not be completed",
-				"The identity provider refused to issue tokens: "+truncate(re.ErrorCode, 100)+describe(re.ErrorDescription), true)
+				"The identity provider refused to issue tokens: "+truncate(te.Code, 100)+describe(te.Description), true)
 		}
 		h.logger.Warn("token exchange failed", zap.Error(err))
 		return h.providerUnavailable(w, r, err)
 	}
 
-	raw, _ := tok.Extra("id_token").(string)
-	idt, err := st.verifier.IDToken(ctx, raw, tok.AccessToken, ls.Nonce)
+	idt, err := st.Verifier.IDToken(ctx, tok.IDToken, tok.AccessToken, ls.Nonce)
 	if err != nil {
 		h.logger.Warn("ID token rejected", zap.String("reason", verify.Reason(err)), zap.String("detail", err.Error()))
 		return h.errorPage(w, r, http.StatusUnauthorized, "Sign-in could not be completed",
@@ -88,13 +86,24 @@ func (h *Handler) serveCallback(w http.ResponseWriter, r *http.Request) error {
 		signInID:     randomString(16),
 		subject:      idt.Subject,
 		sid:          idt.SessionID,
-		rawIDToken:   raw,
+		rawIDToken:   tok.IDToken,
 		accessToken:  tok.AccessToken,
 		refreshToken: tok.RefreshToken,
 		tokenExpiry:  tok.Expiry,
 		createdAt:    now,
 		lastSeen:     now,
 		owner:        h,
+	}
+	// A user's claims, and so the rules that read them, must not depend on
+	// whether the provider answered: without userinfo, no sign-in.
+	if s.userinfoJSON, err = h.userinfoOf(ctx, st, s.subject, tok.AccessToken, tok.IDToken); err != nil {
+		if errors.Is(err, errProviderUnavailable) {
+			h.logger.Warn("userinfo unavailable at sign-in", zap.Error(err))
+			return h.providerUnavailable(w, r, err)
+		}
+		h.logger.Warn("userinfo refused at sign-in", zap.String("sub", s.subject), zap.Error(err))
+		return h.errorPage(w, r, http.StatusUnauthorized, "Sign-in could not be completed",
+			"The identity provider's userinfo answer was refused: "+err.Error(), true)
 	}
 	if err := s.deriveClaims(); err != nil {
 		return h.errorPage(w, r, http.StatusUnauthorized, "Sign-in could not be completed", err.Error(), true)
@@ -108,13 +117,6 @@ func (h *Handler) serveCallback(w http.ResponseWriter, r *http.Request) error {
 	w.Header().Set("Cache-Control", "no-store")
 	http.Redirect(w, r, safeRedirect(ls.Redirect), http.StatusSeeOther)
 	return nil
-}
-
-func statusOf(re *oauth2.RetrieveError) int {
-	if re.Response != nil {
-		return re.Response.StatusCode
-	}
-	return 0
 }
 
 func describe(desc string) string {

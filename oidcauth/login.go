@@ -11,7 +11,6 @@ import (
 	"time"
 
 	"github.com/caddyserver/caddy/v2/modules/caddyhttp"
-	"github.com/coreos/go-oidc/v3/oidc"
 	"go.uber.org/zap"
 	"golang.org/x/oauth2"
 )
@@ -40,7 +39,7 @@ type loginState struct {
 }
 
 func (h *Handler) loginAAD() []byte {
-	return []byte("oidc_auth login\x00" + h.provider.issuer + "\x00" + h.provider.clientID)
+	return []byte("oidc_auth login\x00" + h.op.Issuer() + "\x00" + h.op.ClientID())
 }
 
 func (h *Handler) loginCookieName(r *http.Request, state string) string {
@@ -59,7 +58,7 @@ func (h *Handler) serveLogin(w http.ResponseWriter, r *http.Request) error {
 // startLogin sends the browser to the provider's authorization endpoint with
 // a fresh state, nonce and PKCE verifier, remembered in a login-state cookie.
 func (h *Handler) startLogin(w http.ResponseWriter, r *http.Request, rd string) error {
-	st, err := h.provider.get(r.Context())
+	st, err := h.op.Get(r.Context())
 	if err != nil {
 		return h.providerUnavailable(w, r, err)
 	}
@@ -77,14 +76,8 @@ func (h *Handler) startLogin(w http.ResponseWriter, r *http.Request, rd string) 
 	h.pruneLoginCookies(w, r)
 	http.SetCookie(w, h.loginCookies.cookie(r, h.loginCookieName(r, ls.State), h.keys.sealString(plain, h.loginAAD()), loginStateTTL))
 
-	cfg := st.oauth2
-	cfg.RedirectURL = h.redirectURI(r)
-	opts := []oauth2.AuthCodeOption{oidc.Nonce(ls.Nonce), oauth2.S256ChallengeOption(ls.Verifier)}
-	for k, v := range h.AuthParams {
-		opts = append(opts, oauth2.SetAuthURLParam(k, v))
-	}
 	w.Header().Set("Cache-Control", "no-store")
-	http.Redirect(w, r, cfg.AuthCodeURL(ls.State, opts...), http.StatusFound)
+	http.Redirect(w, r, st.AuthCodeURL(h.redirectURI(r), ls.State, ls.Nonce, ls.Verifier, h.AuthParams), http.StatusFound)
 	return nil
 }
 

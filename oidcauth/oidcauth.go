@@ -18,6 +18,7 @@ import (
 	"go.uber.org/zap"
 
 	"github.com/oidcgate/caddy-oidc/internal/origin"
+	"github.com/oidcgate/caddy-oidc/internal/provider"
 	"github.com/oidcgate/caddy-oidc/internal/sessionstore"
 	"github.com/oidcgate/caddy-oidc/internal/verify"
 )
@@ -148,6 +149,51 @@ type Handler struct {
 	// SessionStore says where sessions are kept. Default: encrypted cookies.
 	SessionStore *SessionStoreConfig `json:"session_store,omitempty"`
 
+	// ClientAuth is how oidc_auth authenticates at the provider's token
+	// endpoint: `client_secret_basic`, `client_secret_post`,
+	// `client_secret_jwt` (an assertion signed with the client secret, of
+	// at least 32 bytes), `private_key_jwt` (an assertion signed with
+	// ClientKey) or `none` (a public client). Default: the first of the
+	// provider's `token_endpoint_auth_methods_supported` that the
+	// configured secret or key allow, `client_secret_basic` first.
+	ClientAuth string `json:"client_auth,omitempty"`
+
+	// ClientKey is the private key (PEM: PKCS #8, PKCS #1 or SEC 1; RSA or
+	// ECDSA) that signs private_key_jwt assertions, optionally followed by
+	// its certificate (then the assertion carries its x5t thumbprints, as
+	// Microsoft Entra ID wants). May be `{env.NAME}` or `{file./path}`.
+	// Default: none.
+	ClientKey string `json:"client_key,omitempty"`
+
+	// ClientKeyFile is a file holding ClientKey. Default: none.
+	ClientKeyFile string `json:"client_key_file,omitempty"`
+
+	// ClientKeyID is the kid of private_key_jwt assertions, as registered
+	// at the provider. Default: none (no kid header).
+	ClientKeyID string `json:"client_key_id,omitempty"`
+
+	// Userinfo says when the provider's userinfo endpoint is asked about
+	// the user: `on` (at sign-in), `refresh` (at sign-in and after every
+	// refresh) or `off`. Its claims join the ID token's in
+	// {http.auth.user.*} (the ID token wins) and are in
+	// {oidc.user.userinfo.*}; a sign-in fails if the call fails or names
+	// another subject. Without the endpoint it is skipped. Default: `on`.
+	Userinfo string `json:"userinfo,omitempty"`
+
+	// ClaimSources resolves aggregated and distributed claims (OpenID
+	// Connect Core 5.6.2) named in the ID token or userinfo: they are read
+	// from their source (a JWT the provider signed, or an endpoint called
+	// with the source's or the user's access token) and join the userinfo
+	// claims. Default: off.
+	ClaimSources bool `json:"claim_sources,omitempty"`
+
+	// Tenants admits these tenants of a multi-tenant provider, one whose
+	// discovery names an issuer with `{tenantid}` (Microsoft Entra ID's
+	// `/common/v2.0` and `/organizations/v2.0`); `*` admits every tenant.
+	// A token's `iss` must then be that issuer with the token's own `tid`.
+	// Default: none (a multi-tenant provider is refused).
+	Tenants []string `json:"tenants,omitempty"`
+
 	// SigningAlgs are the algorithms ID tokens and logout tokens may be
 	// signed with, of RS256, RS384, RS512, PS256, PS384, PS512, ES256,
 	// ES384, ES512 and EdDSA; never `none` or HMAC. A token signed
@@ -165,8 +211,8 @@ type Handler struct {
 	// cookie store's revocation list live there. Provisioning sets it
 	// (unit tests set it beforehand).
 	storage       certmagic.Storage
-	redirectURL   *url.URL // absolute RedirectURL, or nil for request-relative
-	provider      *provider
+	redirectURL   *url.URL           // absolute RedirectURL, or nil for request-relative
+	op            *provider.Provider // the OpenID provider
 	store         SessionStore
 	keys          *keyRing
 	cookies       cookieSettings
@@ -279,6 +325,9 @@ func (h *Handler) provision(ctx caddy.Context, logger *zap.Logger) error {
 	if h.Unauthenticated == "" {
 		h.Unauthenticated = "auto"
 	}
+	if h.Userinfo == "" {
+		h.Userinfo = userinfoOn
+	}
 	if h.UnauthenticatedStatus == 0 {
 		h.UnauthenticatedStatus = http.StatusUnauthorized
 	}
@@ -345,17 +394,22 @@ func (h *Handler) provision(ctx caddy.Context, logger *zap.Logger) error {
 		}
 	}
 
-	h.provider = &provider{
-		issuer:       strings.TrimSpace(issuer),
-		clientID:     clientID,
-		clientSecret: clientSecret,
-		scopes:       scopes,
-		signingAlgs:  h.SigningAlgs,
-		httpClient:   &http.Client{Timeout: providerRequestTimeout},
-		logger:       h.logger,
-		now:          func() time.Time { return h.now() },
+	auth, err := h.clientAuth(repl, clientSecret)
+	if err != nil {
+		return err
 	}
-	go h.provider.run(ctx)
+	h.op = provider.New(provider.Config{
+		Issuer:      issuer,
+		Tenants:     h.Tenants,
+		ClientID:    clientID,
+		Auth:        auth,
+		Scopes:      scopes,
+		SigningAlgs: h.SigningAlgs,
+		HTTPClient:  &http.Client{Timeout: providerRequestTimeout},
+		Logger:      h.logger,
+		Now:         func() time.Time { return h.now() },
+	})
+	go h.op.Run(ctx)
 	return nil
 }
 
@@ -439,6 +493,19 @@ func (h *Handler) Validate() error {
 	for k := range h.AuthParams {
 		if slices.Contains(reservedAuthParams, k) {
 			return fmt.Errorf("auth_params: %q is set by oidc_auth and cannot be configured", k)
+		}
+	}
+	switch h.Userinfo {
+	case userinfoOn, userinfoOff, userinfoRefresh:
+	default:
+		return fmt.Errorf("userinfo %q: must be on, off or refresh", h.Userinfo)
+	}
+	if h.ClientAuth != "" && !slices.Contains(provider.Methods, h.ClientAuth) {
+		return fmt.Errorf("client_auth %q: must be one of %s", h.ClientAuth, strings.Join(provider.Methods, ", "))
+	}
+	for _, t := range h.Tenants {
+		if t == "" || strings.ContainsAny(t, "/{} ") {
+			return fmt.Errorf("tenants: %q is not a tenant ID", t)
 		}
 	}
 	for _, a := range h.SigningAlgs {

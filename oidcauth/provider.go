@@ -1,157 +1,57 @@
 package oidcauth
 
 import (
-	"context"
-	"errors"
 	"fmt"
-	"net/http"
-	"sync"
-	"sync/atomic"
-	"time"
+	"os"
+	"strings"
 
-	"github.com/coreos/go-oidc/v3/oidc"
-	"go.uber.org/zap"
-	"golang.org/x/oauth2"
+	"github.com/caddyserver/caddy/v2"
 
-	"github.com/oidcgate/caddy-oidc/internal/keyset"
-	"github.com/oidcgate/caddy-oidc/internal/verify"
+	"github.com/oidcgate/caddy-oidc/internal/provider"
 )
 
-// Discovery is retried with exponential backoff between these bounds.
-const (
-	minDiscoveryBackoff = time.Second
-	maxDiscoveryBackoff = 30 * time.Second
-	// providerRequestTimeout bounds every request to the provider.
-	providerRequestTimeout = 10 * time.Second
-)
+// providerRequestTimeout bounds every request to the provider.
+const providerRequestTimeout = provider.RequestTimeout
 
 // errProviderUnavailable is wrapped by every error that means "the identity
 // provider could not be reached or discovered (yet)": requests that need it
 // get 503.
-var errProviderUnavailable = errors.New("identity provider unavailable")
+var errProviderUnavailable = provider.ErrUnavailable
 
-// provider discovers the OpenID provider lazily: Caddy starts, and existing
-// sessions keep working, while the provider is unreachable. Discovery runs in
-// the background with backoff until it succeeds; a request that needs the
-// provider before then may trigger one more attempt itself.
-type provider struct {
-	issuer       string
-	clientID     string
-	clientSecret string
-	scopes       []string
-	signingAlgs  []string // the allowed ID and logout token algorithms; default RS256
-	httpClient   *http.Client
-	logger       *zap.Logger
-	now          func() time.Time
-
-	state atomic.Pointer[providerState]
-
-	mu          sync.Mutex // serializes discovery attempts
-	lastErr     error
-	lastAttempt time.Time
-}
-
-// providerState is what discovery learned; it never changes afterwards. The
-// key set fetches the provider's keys again when a token names a key it has
-// not seen, so signing-key rotation is followed, at most once per
-// keyset.DefaultRefetchInterval whatever tokens anyone sends.
-type providerState struct {
-	oauth2             oauth2.Config // without RedirectURL, which depends on the request
-	keys               *keyset.Set
-	verifier           *verify.Verifier
-	endSessionEndpoint string
-}
-
-func (p *provider) ctx(parent context.Context) context.Context {
-	return oidc.ClientContext(context.WithValue(parent, oauth2.HTTPClient, p.httpClient), p.httpClient)
-}
-
-// run retries discovery in the background until it succeeds or ctx ends.
-func (p *provider) run(ctx context.Context) {
-	backoff := minDiscoveryBackoff
-	for p.state.Load() == nil {
-		if _, err := p.discover(ctx); err == nil {
-			return
-		} else if ctx.Err() == nil {
-			p.logger.Warn("identity provider discovery failed; retrying",
-				zap.String("issuer", p.issuer), zap.Duration("retry_in", backoff), zap.Error(err))
+// clientAuth reads the client's credentials: the secret and, for
+// private_key_jwt, the key, resolving placeholders such as {env.*} and
+// {file.*}. They go into the provider's configuration only, never back
+// into the handler's, so the admin API does not echo them.
+func (h *Handler) clientAuth(repl *caddy.Replacer, secret string) (provider.ClientAuth, error) {
+	auth := provider.ClientAuth{Method: h.ClientAuth, Secret: secret, KeyID: h.ClientKeyID}
+	var pemText []byte
+	switch {
+	case h.ClientKey != "" && h.ClientKeyFile != "":
+		return auth, fmt.Errorf("client_key and client_key_file: give one")
+	case h.ClientKey != "":
+		v, err := repl.ReplaceOrErr(h.ClientKey, true, true)
+		if err != nil {
+			return auth, fmt.Errorf("client_key: %v", err)
 		}
-		select {
-		case <-ctx.Done():
-			return
-		case <-time.After(backoff):
+		pemText = []byte(strings.TrimSpace(v))
+	case h.ClientKeyFile != "":
+		path, err := repl.ReplaceOrErr(h.ClientKeyFile, true, true)
+		if err != nil {
+			return auth, fmt.Errorf("client_key_file: %v", err)
 		}
-		backoff = min(backoff*2, maxDiscoveryBackoff)
+		if pemText, err = os.ReadFile(path); err != nil {
+			return auth, fmt.Errorf("client_key_file: %v", err)
+		}
 	}
-}
-
-// get returns the discovered provider. If discovery has not succeeded yet,
-// it waits for an attempt in progress or makes one, unless one has just
-// failed: then it answers at once, so that an unreachable provider does not
-// hold up every request.
-func (p *provider) get(ctx context.Context) (*providerState, error) {
-	if st := p.state.Load(); st != nil {
-		return st, nil
+	if pemText != nil {
+		key, cert, err := provider.ParseKey(pemText)
+		if err != nil {
+			return auth, fmt.Errorf("client key: %v", err)
+		}
+		auth.Key, auth.Certificate = key, cert
 	}
-	return p.discover(ctx)
-}
-
-func (p *provider) discover(ctx context.Context) (*providerState, error) {
-	p.mu.Lock()
-	defer p.mu.Unlock()
-	if st := p.state.Load(); st != nil {
-		return st, nil
+	if err := auth.Validate(); err != nil {
+		return auth, fmt.Errorf("client_auth: %v", err)
 	}
-	if p.lastErr != nil && time.Since(p.lastAttempt) < minDiscoveryBackoff {
-		return nil, fmt.Errorf("%w: %v", errProviderUnavailable, p.lastErr)
-	}
-	p.lastAttempt = time.Now()
-	st, err := p.discoverOnce(ctx)
-	if err != nil {
-		p.lastErr = err
-		return nil, fmt.Errorf("%w: %v", errProviderUnavailable, err)
-	}
-	p.lastErr = nil
-	p.state.Store(st)
-	p.logger.Info("identity provider discovered", zap.String("issuer", p.issuer))
-	return st, nil
-}
-
-func (p *provider) discoverOnce(ctx context.Context) (*providerState, error) {
-	ctx, cancel := context.WithTimeout(ctx, providerRequestTimeout)
-	defer cancel()
-	// go-oidc keeps only the HTTP client from this context for later key
-	// fetches, not its deadline.
-	op, err := oidc.NewProvider(p.ctx(ctx), p.issuer)
-	if err != nil {
-		return nil, err
-	}
-	var meta struct {
-		JWKSURI            string `json:"jwks_uri"`
-		EndSessionEndpoint string `json:"end_session_endpoint"`
-	}
-	if err := op.Claims(&meta); err != nil {
-		return nil, fmt.Errorf("reading provider metadata: %v", err)
-	}
-	if meta.JWKSURI == "" {
-		return nil, errors.New("the provider's metadata has no jwks_uri")
-	}
-	keys := keyset.New(meta.JWKSURI, p.httpClient, 0, p.logger)
-	return &providerState{
-		oauth2: oauth2.Config{
-			ClientID:     p.clientID,
-			ClientSecret: p.clientSecret,
-			Endpoint:     op.Endpoint(),
-			Scopes:       p.scopes,
-		},
-		keys: keys,
-		verifier: verify.New(verify.Config{
-			Issuer:     p.issuer,
-			ClientID:   p.clientID,
-			Algorithms: p.signingAlgs,
-			Keys:       keys,
-			Now:        p.now,
-		}),
-		endSessionEndpoint: meta.EndSessionEndpoint,
-	}, nil
+	return auth, nil
 }

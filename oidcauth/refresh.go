@@ -9,8 +9,8 @@ import (
 	"time"
 
 	"go.uber.org/zap"
-	"golang.org/x/oauth2"
 
+	"github.com/oidcgate/caddy-oidc/internal/provider"
 	"github.com/oidcgate/caddy-oidc/internal/sessionstore"
 	"github.com/oidcgate/caddy-oidc/internal/verify"
 )
@@ -194,24 +194,25 @@ func (g *refreshGroup) remember(key string, s *Session, now time.Time) {
 
 // refreshTokens redeems the session's refresh token. A new ID token, if the
 // provider sends one, is verified like the first (OpenID Connect Core 12.2)
-// and must be about the same subject.
+// and must be about the same subject. With Userinfo `refresh`, the
+// userinfo endpoint is asked again.
 func (h *Handler) refreshTokens(ctx context.Context, s *Session) (*Session, error) {
-	st, err := h.provider.get(ctx)
+	st, err := h.op.Get(ctx)
 	if err != nil {
 		return nil, err
 	}
-	ctx, cancel := context.WithTimeout(h.provider.ctx(ctx), providerRequestTimeout)
+	ctx, cancel := context.WithTimeout(ctx, providerRequestTimeout)
 	defer cancel()
-	tok, err := st.oauth2.TokenSource(ctx, &oauth2.Token{RefreshToken: s.refreshToken}).Token()
+	tok, err := st.Refresh(ctx, s.refreshToken)
 	if err != nil {
-		var re *oauth2.RetrieveError
-		if errors.As(err, &re) && re.ErrorCode == "invalid_grant" {
+		var te *provider.TokenError
+		if errors.As(err, &te) && te.Code == "invalid_grant" {
 			return nil, ErrSessionEnded
 		}
-		if errors.As(err, &re) {
-			return nil, fmt.Errorf("%w: token endpoint answered %d %s", errProviderUnavailable, statusOf(re), re.ErrorCode)
+		if errors.As(err, &te) {
+			return nil, fmt.Errorf("%w: token endpoint answered %d %s", errProviderUnavailable, te.Status, truncate(te.Code, 100))
 		}
-		return nil, fmt.Errorf("%w: %v", errProviderUnavailable, err)
+		return nil, err
 	}
 	ns := *s
 	ns.record = nil // not stored yet
@@ -220,20 +221,33 @@ func (h *Handler) refreshTokens(ctx context.Context, s *Session) (*Session, erro
 	if tok.RefreshToken != "" {
 		ns.refreshToken = tok.RefreshToken
 	}
-	if raw, _ := tok.Extra("id_token").(string); raw != "" {
+	if tok.IDToken != "" {
 		// OpenID Connect Core 12.2: the sign-in's checks, and the same
 		// issuer, subject, audience and azp as the session's ID token.
 		original, err := verify.IdentityOf(s.claimsJSON)
 		if err != nil {
 			return nil, fmt.Errorf("%w: the session's ID token: %v", ErrSessionEnded, err)
 		}
-		if _, err := st.verifier.RefreshedIDToken(ctx, raw, tok.AccessToken, original); err != nil {
+		if _, err := st.Verifier.RefreshedIDToken(ctx, tok.IDToken, tok.AccessToken, original); err != nil {
 			return nil, fmt.Errorf("%w: refreshed ID token refused: %v", ErrSessionEnded, err)
 		}
-		ns.rawIDToken = raw
-		if err := ns.deriveClaims(); err != nil {
-			return nil, fmt.Errorf("%w: %v", ErrSessionEnded, err)
+		ns.rawIDToken = tok.IDToken
+	}
+	if h.Userinfo == userinfoRefresh {
+		info, err := h.userinfoOf(ctx, st, ns.subject, ns.accessToken, ns.rawIDToken)
+		switch {
+		case errors.Is(err, errProviderUnavailable):
+			// The new tokens are kept (a rotated refresh token cannot be
+			// given back); the claims are those read before.
+			h.logger.Warn("userinfo unavailable after a refresh; keeping the claims read before", zap.String("sub", s.subject), zap.Error(err))
+		case err != nil:
+			return nil, fmt.Errorf("%w: userinfo after a refresh refused: %v", ErrSessionEnded, err)
+		default:
+			ns.userinfoJSON = info
 		}
+	}
+	if err := ns.deriveClaims(); err != nil {
+		return nil, fmt.Errorf("%w: %v", ErrSessionEnded, err)
 	}
 	return &ns, nil
 }

@@ -14,6 +14,8 @@ import (
 	"time"
 
 	"github.com/caddyserver/caddy/v2"
+
+	claimset "github.com/oidcgate/caddy-oidc/internal/claims"
 )
 
 // Session is a signed-in user's session: who they are (the verified ID
@@ -50,9 +52,15 @@ type Session struct {
 	// from: a later write replaces exactly that record, or nothing.
 	record []byte
 
-	// Derived from rawIDToken when the session is decoded, not stored.
+	// userinfoJSON is what the userinfo endpoint (and any claim sources)
+	// said of the user, as a JSON object; nil without userinfo.
+	userinfoJSON []byte
+
+	// Derived from rawIDToken and userinfoJSON when the session is
+	// decoded, not stored.
 	claimsJSON []byte
 	claims     map[string]any
+	userinfo   map[string]any
 	// rawIDTokenVar is rawIDToken as the value of the oidc_raw_id_token
 	// variable, boxed once rather than on every request.
 	rawIDTokenVar any
@@ -70,6 +78,21 @@ func (s *Session) RawIDToken() string { return s.rawIDToken }
 // Claims are the ID token's claims. Numbers are json.Number, as the provider
 // wrote them. The map is shared: callers must not modify it.
 func (s *Session) Claims() map[string]any { return s.claims }
+
+// Userinfo are the claims the userinfo endpoint answered with (and those
+// of aggregated and distributed claim sources), empty without userinfo.
+// The map is shared: callers must not modify it.
+func (s *Session) Userinfo() map[string]any { return s.userinfo }
+
+// UserinfoJSON is Userinfo as a JSON object ("{}" without userinfo).
+func (s *Session) UserinfoJSON() []byte {
+	if len(s.userinfoJSON) == 0 {
+		return emptyObject
+	}
+	return s.userinfoJSON
+}
+
+var emptyObject = []byte("{}")
 
 // ClaimsJSON is the ID token's payload, the claims as the provider wrote them.
 // The slice is shared: callers must not modify it.
@@ -149,12 +172,14 @@ var errSessionGone = errors.New("the session has ended")
 // few kilobytes of tokens costs tens of microseconds.
 //
 //	version byte | varint createdAt, lastSeen (Unix milliseconds), tokenExpiry (Unix seconds) |
-//	uvarint-length-prefixed subject, sid, ID token, access token, refresh token, sign-in ID
+//	uvarint-length-prefixed subject, sid, ID token, access token, refresh token, sign-in ID, userinfo JSON
 //
-// Claims are not stored: they are decoded again from the ID token. Version
-// 3 records, without the sign-in ID, are still read.
+// Claims are not stored: they are decoded again from the ID token and the
+// userinfo JSON. Records of versions 3 (without the sign-in ID) and 4
+// (without userinfo) are still read.
 const (
-	storedSessionVersion   = 4
+	storedSessionVersion   = 5
+	storedSessionVersionV4 = 4
 	storedSessionVersionV3 = 3
 )
 
@@ -163,8 +188,8 @@ func (s *Session) marshal() ([]byte, error) {
 	if !s.tokenExpiry.IsZero() {
 		expiry = s.tokenExpiry.Unix()
 	}
-	b := make([]byte, 0, 1+3*binary.MaxVarintLen64+6*binary.MaxVarintLen32+
-		len(s.subject)+len(s.sid)+len(s.rawIDToken)+len(s.accessToken)+len(s.refreshToken)+len(s.signInID))
+	b := make([]byte, 0, 1+3*binary.MaxVarintLen64+7*binary.MaxVarintLen32+
+		len(s.subject)+len(s.sid)+len(s.rawIDToken)+len(s.accessToken)+len(s.refreshToken)+len(s.signInID)+len(s.userinfoJSON))
 	b = append(b, storedSessionVersion)
 	b = binary.AppendVarint(b, s.createdAt.UnixMilli())
 	b = binary.AppendVarint(b, s.lastSeen.UnixMilli())
@@ -173,11 +198,13 @@ func (s *Session) marshal() ([]byte, error) {
 		b = binary.AppendUvarint(b, uint64(len(f)))
 		b = append(b, f...)
 	}
+	b = binary.AppendUvarint(b, uint64(len(s.userinfoJSON)))
+	b = append(b, s.userinfoJSON...)
 	return b, nil
 }
 
 func unmarshalSession(b []byte) (*Session, error) {
-	if len(b) == 0 || (b[0] != storedSessionVersion && b[0] != storedSessionVersionV3) {
+	if len(b) == 0 || b[0] < storedSessionVersionV3 || b[0] > storedSessionVersion {
 		return nil, errors.New("unknown session format")
 	}
 	rd := recordReader{b: b[1:]}
@@ -191,10 +218,15 @@ func unmarshalSession(b []byte) (*Session, error) {
 		createdAt:    time.UnixMilli(created),
 		lastSeen:     time.UnixMilli(seen),
 	}
-	if b[0] == storedSessionVersion {
+	if b[0] >= storedSessionVersionV4 {
 		s.signInID = rd.string()
 	} else {
 		s.signInID = derivedSignInID(s.subject, s.sid, created)
+	}
+	if b[0] >= storedSessionVersion {
+		if u := rd.string(); u != "" {
+			s.userinfoJSON = []byte(u)
+		}
 	}
 	if rd.err != nil || len(rd.b) != 0 || s.signInID == "" {
 		return nil, errors.New("malformed session record")
@@ -261,6 +293,14 @@ func (s *Session) deriveClaims() error {
 	s.claimsJSON = payload
 	s.claims = claims
 	s.rawIDTokenVar = s.rawIDToken
+	s.userinfo = map[string]any{}
+	if len(s.userinfoJSON) > 0 {
+		u, err := claimset.Decode(s.userinfoJSON)
+		if err != nil {
+			return fmt.Errorf("decoding userinfo claims: %v", err)
+		}
+		s.userinfo = u
+	}
 	return nil
 }
 

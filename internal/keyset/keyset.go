@@ -74,6 +74,8 @@ type Set struct {
 	logger   *zap.Logger
 	now      func() time.Time
 
+	onRefetch func()
+
 	mu          sync.Mutex
 	keys        []jose.JSONWebKey
 	loaded      bool      // keys were fetched successfully at least once
@@ -107,6 +109,11 @@ func New(url string, client *http.Client, interval time.Duration, logger *zap.Lo
 	}
 	return &Set{url: url, client: client, interval: interval, logger: logger, now: time.Now}
 }
+
+// OnRefetch sets a function called, in the background, whenever a token's
+// unknown key makes the set fetch the keys again: the provider's metadata
+// may have moved too. Call it before the set is used.
+func (s *Set) OnRefetch(fn func()) { s.onRefetch = fn }
 
 // Fetches is how many times the set has asked the provider for its keys.
 func (s *Set) Fetches() int64 { return s.fetches.Load() }
@@ -223,6 +230,9 @@ func (s *Set) refetch(ctx context.Context) (keys []jose.JSONWebKey, refetched bo
 	if f == nil {
 		s.lastRefetch = s.now()
 		f = s.start(0)
+		if s.onRefetch != nil {
+			go s.onRefetch()
+		}
 	}
 	s.mu.Unlock()
 	keys, err = s.wait(ctx, f)

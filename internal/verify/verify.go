@@ -67,17 +67,27 @@ func Reason(err error) string {
 // Verifier checks the tokens of one provider for one client.
 type Verifier struct {
 	issuer   string
+	template string   // a multi-tenant issuer, with {tenantid}; "" if none
+	tenants  []string // the tenants admitted with template; "*" for every one
 	clientID string
 	algs     []string
 	option   string // the configuration option that sets algs, for messages
+	keys     oidc.KeySet
 	oidc     *oidc.IDTokenVerifier
 	now      func() time.Time
 }
 
 // Config configures a Verifier.
 type Config struct {
-	// Issuer is the provider's issuer, exactly as tokens carry it.
+	// Issuer is the provider's issuer, exactly as tokens carry it, unless
+	// IssuerTemplate is set.
 	Issuer string
+	// IssuerTemplate is a multi-tenant provider's issuer with "{tenantid}"
+	// for the tenant (Microsoft Entra ID's `/common/v2.0`): a token's iss
+	// must be the template with its own tid, and tid one of Tenants ("*":
+	// any).
+	IssuerTemplate string
+	Tenants        []string
 	// ClientID is the relying party's client ID: the audience tokens must
 	// be for.
 	ClientID string
@@ -106,14 +116,19 @@ func New(cfg Config) *Verifier {
 	}
 	return &Verifier{
 		issuer:   cfg.Issuer,
+		template: cfg.IssuerTemplate,
+		tenants:  cfg.Tenants,
 		clientID: cfg.ClientID,
 		algs:     cfg.Algorithms,
 		option:   cfg.AlgorithmsOption,
+		keys:     cfg.Keys,
 		now:      cfg.Now,
 		oidc: oidc.NewVerifier(cfg.Issuer, cfg.Keys, &oidc.Config{
 			ClientID:             cfg.ClientID,
 			SupportedSigningAlgs: cfg.Algorithms,
 			Now:                  cfg.Now,
+			// A multi-tenant issuer is checked here, against the token's tid.
+			SkipIssuerCheck: cfg.IssuerTemplate != "",
 		}),
 	}
 }
@@ -161,6 +176,7 @@ type IDToken struct {
 }
 
 type idClaims struct {
+	TID      string          `json:"tid"`
 	AZP      string          `json:"azp"`
 	AuthTime *json.Number    `json:"auth_time"`
 	SID      string          `json:"sid"`
@@ -262,6 +278,9 @@ func (v *Verifier) idToken(ctx context.Context, raw, accessToken string) (*IDTok
 	if err := idt.Claims(&c); err != nil {
 		return nil, refuse("malformed", "the token's claims are not valid JSON")
 	}
+	if err := v.checkTenant(idt.Issuer, c.TID); err != nil {
+		return nil, err
+	}
 	t := &IDToken{IDToken: idt, Raw: raw, AuthorizedParty: c.AZP, SessionID: c.SID}
 	if c.AuthTime != nil {
 		if sec, err := c.AuthTime.Int64(); err == nil {
@@ -314,6 +333,13 @@ func (v *Verifier) LogoutToken(ctx context.Context, raw string) (*LogoutToken, e
 	if err != nil {
 		return nil, fromOIDC(err)
 	}
+	var tc struct {
+		TID string `json:"tid"`
+	}
+	_ = lt.Claims(&tc)
+	if err := v.checkTenant(lt.Issuer, tc.TID); err != nil {
+		return nil, err
+	}
 	now := v.now()
 	switch {
 	case lt.IssuedAt.IsZero():
@@ -328,6 +354,76 @@ func (v *Verifier) LogoutToken(ctx context.Context, raw string) (*LogoutToken, e
 		until = lt.Expiry
 	}
 	return &LogoutToken{LogoutToken: lt, RememberUntil: until}, nil
+}
+
+// checkTenant checks a multi-tenant issuer: iss must be the template with
+// the token's own tid, and the tenant admitted. go-oidc has checked iss
+// against the configured issuer otherwise.
+func (v *Verifier) checkTenant(iss, tid string) error {
+	if v.template == "" {
+		return nil
+	}
+	if tid == "" || strings.ContainsAny(tid, "/{}") {
+		return refuse("issuer", "the token of a multi-tenant provider has no tid")
+	}
+	if iss != strings.ReplaceAll(v.template, "{tenantid}", tid) {
+		return refuse("issuer", "the token's issuer %q is not its tenant's", truncate(iss, 200))
+	}
+	if !slices.Contains(v.tenants, "*") && !slices.Contains(v.tenants, tid) {
+		return refuse("tenant", "tenant %q is not admitted", truncate(tid, 100))
+	}
+	return nil
+}
+
+// SignedUserinfo verifies a userinfo response the provider signed (OpenID
+// Connect Core 5.3.2): the signature with an allowed algorithm, and iss and
+// aud when present. It returns the claims.
+func (v *Verifier) SignedUserinfo(ctx context.Context, raw string) ([]byte, error) {
+	if _, err := v.checkHeader(raw); err != nil {
+		return nil, err
+	}
+	payload, err := v.keys.VerifySignature(ctx, raw)
+	if err != nil {
+		return nil, refuse("signature", "%s", err.Error())
+	}
+	var c struct {
+		Iss string          `json:"iss"`
+		Aud json.RawMessage `json:"aud"`
+		TID string          `json:"tid"`
+	}
+	if err := json.Unmarshal(payload, &c); err != nil {
+		return nil, refuse("malformed", "the signed userinfo's claims are not a JSON object")
+	}
+	if c.Iss != "" {
+		if v.template != "" {
+			if err := v.checkTenant(c.Iss, c.TID); err != nil {
+				return nil, err
+			}
+		} else if c.Iss != v.issuer {
+			return nil, refuse("issuer", "the signed userinfo's issuer %q is not the provider's", truncate(c.Iss, 200))
+		}
+	}
+	if len(c.Aud) > 0 {
+		var one string
+		var many []string
+		if json.Unmarshal(c.Aud, &one) == nil {
+			many = []string{one}
+		} else if json.Unmarshal(c.Aud, &many) != nil {
+			return nil, refuse("audience", "the signed userinfo's aud is neither a string nor strings")
+		}
+		if !slices.Contains(many, v.clientID) {
+			return nil, refuse("audience", "the signed userinfo is not for this client")
+		}
+	}
+	return payload, nil
+}
+
+// SignedBy verifies a JWT the provider signed (an aggregated or
+// distributed claims source, OpenID Connect Core 5.6.2): signature and
+// algorithm, and an iss, when present, of the provider's. It returns the
+// claims.
+func (v *Verifier) SignedBy(ctx context.Context, raw string) ([]byte, error) {
+	return v.SignedUserinfo(ctx, raw)
 }
 
 // fromOIDC turns go-oidc's errors into refusals with a reason, keeping

@@ -2,18 +2,20 @@ package oidcauth
 
 import (
 	"context"
-	"encoding/json"
 	"net/http"
 	"strings"
 
 	"github.com/caddyserver/caddy/v2"
 	"github.com/caddyserver/caddy/v2/modules/caddyhttp"
+
+	"github.com/oidcgate/caddy-oidc/internal/claims"
 )
 
 // Variable names set for later handlers.
 const (
 	varIDToken    = "oidc_id_token"
 	varRawIDToken = "oidc_raw_id_token"
+	varUserinfo   = "oidc_userinfo"
 )
 
 const (
@@ -21,6 +23,7 @@ const (
 	placeholderPrefix     = "oidc.user."
 	placeholderIDToken    = "oidc.user.id_token"
 	placeholderRawIDToken = "oidc.user.raw_id_token"
+	placeholderUserinfo   = "oidc.user.userinfo"
 )
 
 // requestState is what oidc_auth attaches to a signed-in request: the
@@ -75,55 +78,62 @@ func (st *requestState) placeholder(key string) (any, bool) {
 	if name, ok := strings.CutPrefix(key, userPlaceholderPrefix); ok && s != nil {
 		return s.userPlaceholder(name)
 	}
-	if !strings.HasPrefix(key, placeholderPrefix) {
+	rest, ok := strings.CutPrefix(key, placeholderPrefix)
+	if !ok {
 		return nil, false
 	}
+	var set, path string
 	switch {
-	case key == placeholderIDToken:
-		if s == nil {
-			return "", true
-		}
-		return string(s.ClaimsJSON()), true
-	case key == placeholderRawIDToken:
+	case rest == "raw_id_token":
 		if s == nil {
 			return "", true
 		}
 		return s.RawIDToken(), true
-	case strings.HasPrefix(key, placeholderIDToken+"."):
-		if s == nil {
-			return "", true
-		}
-		c, ok := claimAt(s.Claims(), key[len(placeholderIDToken)+1:])
-		if !ok {
-			return "", true
-		}
-		return formatClaim(c), true
+	case rest == "id_token" || rest == "userinfo":
+		set = rest
+	case strings.HasPrefix(rest, "id_token."):
+		set, path = "id_token", rest[len("id_token."):]
+	case strings.HasPrefix(rest, "userinfo."):
+		set, path = "userinfo", rest[len("userinfo."):]
+	default:
+		return nil, false
 	}
-	return nil, false
+	if s == nil {
+		return "", true
+	}
+	m, raw := s.Claims(), s.ClaimsJSON()
+	if set == "userinfo" {
+		m, raw = s.Userinfo(), s.UserinfoJSON()
+	}
+	if path == "" {
+		return string(raw), true
+	}
+	c, ok := claims.At(m, path)
+	if !ok {
+		return "", true
+	}
+	return claims.Format(c), true
 }
 
 // userPlaceholder answers {http.auth.user.<name>}: the subject for "id",
-// else the top-level claim if it is a string, number or boolean.
+// else the top-level claim if it is a string, number or boolean, from the
+// ID token or, when it has none of that name, from userinfo.
 func (s *Session) userPlaceholder(name string) (any, bool) {
 	if name == "id" {
 		return s.subject, true
 	}
-	switch v := s.claims[name].(type) {
-	case string:
-		return v, true
-	case json.Number:
-		return v.String(), true
-	case bool:
-		return v, true
+	if _, inIDToken := s.claims[name]; inIDToken {
+		return claims.Scalar(s.claims, name)
 	}
-	return nil, false
+	return claims.Scalar(s.userinfo, name)
 }
 
-// setVars sets the ID token variables for s.
+// setVars sets the ID token and userinfo variables for s.
 func setVars(r *http.Request, s *Session) {
 	if vars, ok := r.Context().Value(caddyhttp.VarsCtxKey).(map[string]any); ok {
 		vars[varIDToken] = s.Claims()
 		vars[varRawIDToken] = s.rawIDTokenVar
+		vars[varUserinfo] = s.userinfo
 	}
 }
 
@@ -136,61 +146,5 @@ func ExposeNoIDToken(r *http.Request) {
 	}
 	if repl, ok := r.Context().Value(caddy.ReplacerCtxKey).(*caddy.Replacer); ok {
 		repl.Map((*requestState)(nil).placeholder)
-	}
-}
-
-// claimAt finds a claim by dotted path. Claim names may contain dots
-// themselves (namespaced claims such as "https://example.com/roles"), so at
-// each level the whole remaining path is tried as a name first, then every
-// split at a dot from the left.
-func claimAt(m map[string]any, path string) (any, bool) {
-	if v, ok := m[path]; ok {
-		return v, true
-	}
-	for i := 0; i < len(path); i++ {
-		if path[i] != '.' {
-			continue
-		}
-		v, ok := m[path[:i]]
-		if !ok {
-			continue
-		}
-		if sub, isMap := v.(map[string]any); isMap {
-			if c, found := claimAt(sub, path[i+1:]); found {
-				return c, true
-			}
-		}
-	}
-	return nil, false
-}
-
-// formatClaim renders a claim for a placeholder: strings as they are,
-// numbers exactly as the provider wrote them, arrays joined with ",",
-// objects as JSON.
-func formatClaim(v any) string {
-	switch c := v.(type) {
-	case nil:
-		return ""
-	case string:
-		return c
-	case json.Number:
-		return c.String()
-	case bool:
-		if c {
-			return "true"
-		}
-		return "false"
-	case []any:
-		parts := make([]string, len(c))
-		for i, e := range c {
-			parts[i] = formatClaim(e)
-		}
-		return strings.Join(parts, ",")
-	default:
-		b, err := json.Marshal(c)
-		if err != nil {
-			return ""
-		}
-		return string(b)
 	}
 }

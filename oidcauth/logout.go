@@ -1,40 +1,11 @@
 package oidcauth
 
 import (
-	"encoding/json"
 	"net/http"
 	"net/url"
 
 	"go.uber.org/zap"
 )
-
-// serveUserinfo tells the browser app who is signed in: the subject, the ID
-// token's claims and the raw ID token. Never the access or refresh token.
-func (h *Handler) serveUserinfo(w http.ResponseWriter, r *http.Request) error {
-	if r.Method != http.MethodGet && r.Method != http.MethodHead {
-		w.Header().Set("Allow", "GET, HEAD")
-		return h.errorPage(w, r, http.StatusMethodNotAllowed, "Method not allowed", "Use GET.", false)
-	}
-	rc := h.requestCookies(r)
-	s, err := h.session(w, r, &rc)
-	if err != nil {
-		return h.storeUnavailable(w, r, err)
-	}
-	if s == nil {
-		writeJSON(w, http.StatusUnauthorized, map[string]string{
-			"error":     "unauthenticated",
-			"message":   "sign in first",
-			"login_url": h.LoginPath,
-		})
-		return nil
-	}
-	writeJSON(w, http.StatusOK, struct {
-		Sub        string          `json:"sub"`
-		IDToken    json.RawMessage `json:"idToken"`
-		RawIDToken string          `json:"rawIdToken"`
-	}{s.subject, s.claimsJSON, s.rawIDToken})
-	return nil
-}
 
 // serveLogout ends the local session and, when the provider supports
 // RP-initiated logout, the provider's session too.
@@ -80,8 +51,8 @@ func (h *Handler) serveLogout(w http.ResponseWriter, r *http.Request) error {
 		h.logger.Info("signed out", zap.String("sub", s.subject))
 	}
 
-	st := h.provider.state.Load()
-	if s == nil || st == nil || st.endSessionEndpoint == "" {
+	st := h.op.Current()
+	if s == nil || st == nil || st.Metadata.EndSessionEndpoint == "" {
 		http.Redirect(w, r, rd, http.StatusSeeOther)
 		return nil
 	}
@@ -92,7 +63,7 @@ func (h *Handler) serveLogout(w http.ResponseWriter, r *http.Request) error {
 	form := url.Values{
 		"id_token_hint":            {s.rawIDToken},
 		"post_logout_redirect_uri": {postLogout},
-		"client_id":                {h.provider.clientID},
+		"client_id":                {h.op.ClientID()},
 	}
-	return writeAutoPost(w, st.endSessionEndpoint, form)
+	return writeAutoPost(w, st.Metadata.EndSessionEndpoint, form)
 }
