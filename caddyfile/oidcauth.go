@@ -43,6 +43,7 @@ import (
 //		claim_sources                          # default: off
 //		tenants              <tenant-id...>|*  # multi-tenant providers
 //		backchannel_logout_path <path>         # default: /oauth2/backchannel-logout
+//		frontchannel_logout_path <path>        # default: /oauth2/frontchannel-logout
 //		session_store        cookie|memory [<max_entries>]|redis {
 //			address     <host:port...>        # several: Cluster, or Sentinel with master_name
 //			master_name <name>
@@ -154,6 +155,10 @@ func parseOIDCAuth(h httpcaddyfile.Helper) (caddyhttp.MiddlewareHandler, error) 
 			}
 		case "backchannel_logout_path":
 			if err := oneArg(h.Dispenser, "oidc_auth", &a.BackchannelLogoutPath); err != nil {
+				return nil, err
+			}
+		case "frontchannel_logout_path":
+			if err := oneArg(h.Dispenser, "oidc_auth", &a.FrontchannelLogoutPath); err != nil {
 				return nil, err
 			}
 		case "session_store":

@@ -52,7 +52,7 @@ func TestDemo(t *testing.T) {
 	provider, err := devop.New(devop.Config{
 		Addr:                   providerAddr,
 		RedirectURIs:           []string{siteURL + "/oauth2/callback"},
-		PostLogoutRedirectURIs: []string{siteURL + "/*"},
+		PostLogoutRedirectURIs: []string{siteURL + "/oauth2/logout"},
 	})
 	if err != nil {
 		t.Fatalf("examples/Caddyfile needs the provider on %s: %v", providerAddr, err)
@@ -78,7 +78,7 @@ func TestDemo(t *testing.T) {
 	if got := landed.Request.URL.String(); got != siteURL+"/" || landed.StatusCode != http.StatusOK {
 		t.Fatalf("after sign-in: %s at %s, want 200 at %s/\n%s", landed.Status, got, siteURL, page)
 	}
-	for _, want := range []string{"Hello, " + devop.DemoName + "!", devop.DemoEmail, devop.DemoSubject, `<form method="post" action="/oauth2/logout">`,
+	for _, want := range []string{"Hello, " + devop.DemoName + "!", devop.DemoEmail, devop.DemoSubject, `<form method="post" action="/oauth2/logout?rd=/signed-out.html">`,
 		`id="call-app"`, `id="call-admin"`} {
 		if !strings.Contains(page, want) {
 			t.Errorf("demo page lacks %q:\n%s", want, page)
@@ -139,7 +139,7 @@ func TestDemo(t *testing.T) {
 		t.Fatalf("pressing the sign-out button: %v", err)
 	}
 	body = readBody(t, resp)
-	if resp.Request.URL.String() == siteURL+"/oauth2/logout" && strings.Contains(body, "<form") {
+	if strings.HasPrefix(resp.Request.URL.String(), siteURL+"/oauth2/logout") && strings.Contains(body, "<form") {
 		resp, err = devop.SubmitForm(browser.Client, resp.Request.URL.String(), body)
 		if err != nil {
 			t.Fatalf("submitting the logout page's form: %v", err)

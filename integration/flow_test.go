@@ -304,7 +304,7 @@ func TestLogoutEndsProviderSessionWithIDTokenHint(t *testing.T) {
 		t.Fatalf("logout redirects with Location %q; the ID token must not go in a URL", loc)
 	}
 	for _, c := range b.cookies(s) {
-		if strings.HasPrefix(c.Name, "oidc_session") {
+		if strings.HasPrefix(c.Name, "oidc_session") && c.Name != "oidc_session_logout" {
 			t.Errorf("cookie %s survived logout", c.Name)
 		}
 	}
@@ -318,16 +318,56 @@ func TestLogoutEndsProviderSessionWithIDTokenHint(t *testing.T) {
 	}
 	resp.Body.Close()
 	got := p.LastEndSessionRequest()
-	if got.Get("id_token_hint") == "" || got.Get("post_logout_redirect_uri") != s.url+"/bye" || got.Get("client_id") != p.ClientID() {
+	if got.Get("id_token_hint") == "" || got.Get("post_logout_redirect_uri") != s.url+"/oauth2/logout" || got.Get("client_id") != p.ClientID() || got.Get("state") == "" {
 		t.Fatalf("end_session request: %v", got)
 	}
-	if resp.Header.Get("Location") != s.url+"/bye" {
-		t.Fatalf("provider sent the browser to %q", resp.Header.Get("Location"))
+	// The provider sends the browser back to the logout path with the
+	// state; a matching one leads on to rd.
+	back := resp.Header.Get("Location")
+	if !strings.HasPrefix(back, s.url+"/oauth2/logout?") {
+		t.Fatalf("provider sent the browser to %q", back)
+	}
+	resp, _ = b.noFollow().navigate(back)
+	if resp.StatusCode != http.StatusSeeOther || resp.Header.Get("Location") != "/bye" {
+		t.Fatalf("return from the provider: %d to %q, want 303 to /bye", resp.StatusCode, resp.Header.Get("Location"))
+	}
+	for _, c := range b.cookies(s) {
+		if strings.HasPrefix(c.Name, "oidc_session") {
+			t.Errorf("cookie %s survived the return from the provider", c.Name)
+		}
 	}
 	if resp, _ := b.fetch(s.url + "/api"); resp.StatusCode != http.StatusUnauthorized {
 		t.Fatalf("after logout: %d, want 401", resp.StatusCode)
 	}
 	assertNoSecrets(t, "Caddy's log", s.logs(), p.IssuedTokens()...)
+}
+
+// TestRPInitiatedLogoutChecksTheReturnedState: OpenID Connect RP-Initiated
+// Logout 1.0: the state sent to the provider must come back; another, or
+// none, gets a page saying the provider's answer did not match (the
+// session here is ended either way), not a silent redirect.
+func TestRPInitiatedLogoutChecksTheReturnedState(t *testing.T) {
+	p := newProvider(t, testop.Config{})
+	s, _ := testopSite(t, p, siteOptions{})
+	for _, returned := range []string{"state=forged-state", ""} {
+		b := newBrowser(t)
+		b.signIn(s, "/")
+		resp, page := b.signOut(s, "?rd=/bye")
+		if resp.StatusCode != http.StatusOK {
+			t.Fatalf("logout: %d", resp.StatusCode)
+		}
+		_, form := parseAutoPostForm(t, page)
+		if form.Get("state") == "" {
+			t.Fatal("no state sent to the provider")
+		}
+		resp, body := b.noFollow().navigate(s.url + "/oauth2/logout?" + returned)
+		if resp.StatusCode != http.StatusBadRequest || !strings.Contains(body, "did not match") {
+			t.Errorf("return with %q: %d %s, want 400 and a page", returned, resp.StatusCode, body)
+		}
+		if resp, _ := b.fetch(s.url + "/api"); resp.StatusCode != http.StatusUnauthorized {
+			t.Fatalf("after logout: %d, want 401", resp.StatusCode)
+		}
+	}
 }
 
 // parseAutoPostForm extracts the action and hidden fields of the logout page.

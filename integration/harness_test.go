@@ -439,7 +439,7 @@ func newZitadelProvider(t *testing.T) *devop.Server {
 		ClientID:               "caddy-test",
 		ClientSecret:           "test-secret",
 		RedirectURIs:           []string{"http://127.0.0.1:*/oauth2/callback"},
-		PostLogoutRedirectURIs: []string{"http://127.0.0.1:*/*"},
+		PostLogoutRedirectURIs: []string{"http://127.0.0.1:*/*", "http://127.0.0.1:*/oauth2/logout"},
 	})
 	if err != nil {
 		t.Fatal(err)

@@ -4,6 +4,7 @@ import (
 	"fmt"
 	"io/fs"
 	"net/http"
+	"net/url"
 	"os"
 	"path/filepath"
 	"strings"
@@ -206,5 +207,58 @@ func TestRefreshCannotBringAnEndedSessionBack(t *testing.T) {
 				}
 			})
 		}
+	}
+}
+
+// TestFrontchannelLogoutEndsTheProviderSession: OpenID Connect
+// Front-Channel Logout 1.0. The provider loads the path in an iframe with
+// its issuer and the provider session; browsers send no SameSite=Lax
+// cookie there, so the sid says which sessions end, in every store. The
+// answer may be framed and is never cached; another issuer, or an iss
+// without a sid, ends nothing.
+func TestFrontchannelLogoutEndsTheProviderSession(t *testing.T) {
+	for _, store := range []string{"", "session_store memory"} {
+		t.Run("store "+store, func(t *testing.T) {
+			p := newProvider(t, testop.Config{})
+			s, _ := testopSite(t, p, siteOptions{extra: store})
+			b := newBrowser(t)
+			b.signIn(s, "/")
+			sid := sidOf(t, p)
+			other := newBrowser(t)
+			other.signIn(s, "/")
+			frontchannel := func(query string) (*http.Response, string) {
+				req, _ := http.NewRequest(http.MethodGet, s.url+"/oauth2/frontchannel-logout"+query, nil)
+				req.Header.Set("Sec-Fetch-Site", "cross-site")
+				req.Header.Set("Sec-Fetch-Dest", "iframe")
+				return newBrowser(t).do(req) // no cookies, as in a cross-site iframe
+			}
+			for _, q := range []string{
+				"?iss=" + url.QueryEscape("https://evil.example") + "&sid=" + url.QueryEscape(sid),
+				"?iss=" + url.QueryEscape(p.Issuer()),
+				"?sid=" + url.QueryEscape(sid),
+			} {
+				if resp, _ := frontchannel(q); resp.StatusCode != http.StatusBadRequest {
+					t.Errorf("front-channel logout %s: %d, want 400", q, resp.StatusCode)
+				}
+			}
+			if resp, _ := b.fetch(s.url + "/api"); resp.StatusCode != http.StatusOK {
+				t.Fatalf("a refused front-channel logout ended the session: %d", resp.StatusCode)
+			}
+			resp, _ := frontchannel("?iss=" + url.QueryEscape(p.Issuer()) + "&sid=" + url.QueryEscape(sid))
+			if resp.StatusCode != http.StatusOK {
+				t.Fatalf("front-channel logout: %d", resp.StatusCode)
+			}
+			if resp.Header.Get("Cache-Control") != "no-store" || resp.Header.Get("X-Frame-Options") != "" ||
+				strings.Contains(resp.Header.Get("Content-Security-Policy"), "frame-ancestors") {
+				t.Errorf("front-channel answer: Cache-Control %q, X-Frame-Options %q, CSP %q; want no-store and embeddable",
+					resp.Header.Get("Cache-Control"), resp.Header.Get("X-Frame-Options"), resp.Header.Get("Content-Security-Policy"))
+			}
+			if resp, _ := b.fetch(s.url + "/api"); resp.StatusCode != http.StatusUnauthorized {
+				t.Fatalf("the session of that sid after front-channel logout: %d, want 401", resp.StatusCode)
+			}
+			if resp, _ := other.fetch(s.url + "/api"); resp.StatusCode != http.StatusOK {
+				t.Fatalf("another provider session after front-channel logout: %d, want 200", resp.StatusCode)
+			}
+		})
 	}
 }

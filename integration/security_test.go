@@ -314,7 +314,7 @@ func TestLargeSessionIsSplitAcrossCookies(t *testing.T) {
 	b.signIn(s, "/")
 	n := 0
 	for _, c := range b.cookies(s) {
-		if strings.HasPrefix(c.Name, "oidc_session") && !strings.Contains(c.Name, "_login_") {
+		if strings.HasPrefix(c.Name, "oidc_session") && !strings.Contains(c.Name, "_login_") && !strings.HasSuffix(c.Name, "_logout") {
 			n++
 			if len(c.Name)+len(c.Value) > 4000 {
 				t.Errorf("cookie %s is %d bytes", c.Name, len(c.Value))
@@ -335,7 +335,7 @@ func TestLargeSessionIsSplitAcrossCookies(t *testing.T) {
 	b.signIn(s2, "/again-small")
 	n = 0
 	for _, c := range b.cookies(s) {
-		if strings.HasPrefix(c.Name, "oidc_session") && !strings.Contains(c.Name, "_login_") {
+		if strings.HasPrefix(c.Name, "oidc_session") && !strings.Contains(c.Name, "_login_") && !strings.HasSuffix(c.Name, "_logout") {
 			n++
 		}
 	}

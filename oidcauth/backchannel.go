@@ -60,27 +60,12 @@ func (h *Handler) serveBackchannelLogout(w http.ResponseWriter, r *http.Request)
 		return h.refuseLogoutToken(w, errString("the logout token was used before (jti)"))
 	}
 
-	now := h.now()
-	subKey, sidKey := h.indexKey(lt.Subject), h.indexKey(lt.SessionID)
-	switch store := h.store.(type) {
-	case *serverStore:
-		n, err := store.endSessions(r.Context(), subKey, sidKey)
-		if err != nil {
-			h.logger.Error("back-channel logout", zap.Error(err))
-			writeJSON(w, http.StatusServiceUnavailable, map[string]string{"error": "temporarily_unavailable"})
-			return nil
-		}
-		h.logger.Info("back-channel logout", zap.String("sub", lt.Subject), zap.String("sid", lt.SessionID), zap.Int("sessions", n))
-	case *cookieStore:
-		until := now.Add(time.Duration(h.SessionLifetime))
-		sel := sessionstore.Selector{Subject: subKey, SID: sidKey}
-		if err := store.revocations.Revoke(r.Context(), sel, now, until); err != nil {
-			h.logger.Error("back-channel logout", zap.Error(err))
-			writeJSON(w, http.StatusServiceUnavailable, map[string]string{"error": "temporarily_unavailable"})
-			return nil
-		}
-		h.logger.Info("back-channel logout", zap.String("sub", lt.Subject), zap.String("sid", lt.SessionID))
+	if err := h.endProviderSessions(r, lt.Subject, lt.SessionID); err != nil {
+		h.logger.Error("back-channel logout", zap.Error(err))
+		writeJSON(w, http.StatusServiceUnavailable, map[string]string{"error": "temporarily_unavailable"})
+		return nil
 	}
+	h.logger.Info("back-channel logout", zap.String("sub", lt.Subject), zap.String("sid", lt.SessionID))
 	w.WriteHeader(http.StatusOK)
 	return nil
 }
@@ -110,6 +95,15 @@ func (h *Handler) indexKey(v string) string {
 func (h *Handler) withIndexKeys(s *Session) *Session {
 	s.subjectKey, s.sidKey, s.signInKey = h.indexKey(s.subject), h.indexKey(s.sid), h.indexKey(s.signInID)
 	return s
+}
+
+// revocationLifetime is how long a revocation of sessions that exist now
+// must be kept: until the last of them would have expired anyway.
+func (h *Handler) revocationLifetime() time.Duration {
+	if h.SessionLifetime > 0 {
+		return time.Duration(h.SessionLifetime)
+	}
+	return defaultSessionLifetime
 }
 
 // revocationSelector names s in revocation lists.

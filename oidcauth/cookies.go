@@ -237,5 +237,5 @@ func (h *Handler) isOwnCookie(name string) bool {
 	if !ok {
 		return false
 	}
-	return rest == "" || isChunkName(name, h.CookieName) || strings.HasPrefix(rest, loginCookieInfix)
+	return rest == "" || isChunkName(name, h.CookieName) || strings.HasPrefix(rest, loginCookieInfix) || rest == "_logout"
 }

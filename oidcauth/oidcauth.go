@@ -39,6 +39,8 @@ func init() {
 // | `/oauth2/callback` | authorization-code callback |
 // | `/oauth2/login?rd=/path` | start a sign-in, then return to `/path` |
 // | `/oauth2/logout?rd=/path` | end the session (and the provider's, when it supports RP-initiated logout): a POST from the site itself; other requests get a page that asks to confirm |
+// | `/oauth2/backchannel-logout` | OpenID Connect Back-Channel Logout |
+// | `/oauth2/frontchannel-logout` | OpenID Connect Front-Channel Logout |
 // | `/oauth2/userinfo` | JSON for the browser app: `sub`, `idToken` (claims), `rawIdToken` |
 //
 // For a signed-in request it sets these placeholders:
@@ -104,9 +106,19 @@ type Handler struct {
 	// backchannel_logout_uri). Default: `/oauth2/backchannel-logout`.
 	BackchannelLogoutPath string `json:"backchannel_logout_path,omitempty"`
 
+	// FrontchannelLogoutPath receives OpenID Connect Front-Channel Logout
+	// requests (register it at the provider as the client's
+	// frontchannel_logout_uri, with session required): the provider loads
+	// it in an iframe with `iss` and `sid`, and that provider session's
+	// sessions end. Default: `/oauth2/frontchannel-logout`.
+	FrontchannelLogoutPath string `json:"frontchannel_logout_path,omitempty"`
+
 	// PostLogoutRedirect is the post_logout_redirect_uri sent to the provider
-	// at logout; it must be registered there. Default: the logout's `rd` on
-	// the requested host, or `/`.
+	// at logout; it must be registered there. By default the provider sends
+	// the browser back to LogoutPath on the requested host, which checks
+	// the `state` it returns and then goes on to the logout's `rd`; with
+	// another address here, the state is sent but not checked. Default:
+	// LogoutPath on the requested host.
 	PostLogoutRedirect string `json:"post_logout_redirect,omitempty"`
 
 	// CookieName is the session cookie's name; on HTTPS it gets the
@@ -235,13 +247,14 @@ func (Handler) CaddyModule() caddy.ModuleInfo {
 
 // Defaults.
 const (
-	defaultRedirectPath    = "/oauth2/callback"
-	defaultLoginPath       = "/oauth2/login"
-	defaultLogoutPath      = "/oauth2/logout"
-	defaultUserinfoPath    = "/oauth2/userinfo"
-	defaultBackchannelPath = "/oauth2/backchannel-logout"
-	defaultCookieName      = "oidc_session"
-	defaultSessionLifetime = 24 * time.Hour
+	defaultRedirectPath     = "/oauth2/callback"
+	defaultLoginPath        = "/oauth2/login"
+	defaultLogoutPath       = "/oauth2/logout"
+	defaultUserinfoPath     = "/oauth2/userinfo"
+	defaultBackchannelPath  = "/oauth2/backchannel-logout"
+	defaultFrontchannelPath = "/oauth2/frontchannel-logout"
+	defaultCookieName       = "oidc_session"
+	defaultSessionLifetime  = 24 * time.Hour
 )
 
 var defaultScopes = []string{"openid", "profile", "email"}
@@ -306,6 +319,9 @@ func (h *Handler) provision(ctx caddy.Context, logger *zap.Logger) error {
 	}
 	if h.BackchannelLogoutPath == "" {
 		h.BackchannelLogoutPath = defaultBackchannelPath
+	}
+	if h.FrontchannelLogoutPath == "" {
+		h.FrontchannelLogoutPath = defaultFrontchannelPath
 	}
 	if h.SessionStore == nil {
 		h.SessionStore = &SessionStoreConfig{}
@@ -468,12 +484,13 @@ func (h *Handler) Validate() error {
 		return fmt.Errorf("redirect_url %q: must be a path or an http(s) URL", h.RedirectURL)
 	}
 	for name, p := range map[string]string{
-		"redirect_url path":       h.callbackPath,
-		"login_path":              h.LoginPath,
-		"logout_path":             h.LogoutPath,
-		"userinfo_path":           h.UserinfoPath,
-		"backchannel_logout_path": h.BackchannelLogoutPath,
-		"cookie_path":             h.CookiePath,
+		"redirect_url path":        h.callbackPath,
+		"login_path":               h.LoginPath,
+		"logout_path":              h.LogoutPath,
+		"userinfo_path":            h.UserinfoPath,
+		"backchannel_logout_path":  h.BackchannelLogoutPath,
+		"frontchannel_logout_path": h.FrontchannelLogoutPath,
+		"cookie_path":              h.CookiePath,
 	} {
 		if !strings.HasPrefix(p, "/") {
 			return fmt.Errorf("%s %q: must start with /", name, p)
@@ -532,6 +549,8 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request, next caddyht
 		return h.serveUserinfo(w, r)
 	case h.BackchannelLogoutPath:
 		return h.serveBackchannelLogout(w, r)
+	case h.FrontchannelLogoutPath:
+		return h.serveFrontchannelLogout(w, r)
 	}
 
 	rc := h.requestCookies(r)

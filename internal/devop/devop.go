@@ -67,10 +67,13 @@ var DefaultRedirectURIs = []string{
 }
 
 // DefaultPostLogoutRedirectURIs accept any single-segment path on any
-// loopback port.
+// loopback port, and oidc_auth's logout path, where it checks the state
+// the provider returns.
 var DefaultPostLogoutRedirectURIs = []string{
 	"http://localhost:*/*",
 	"http://127.0.0.1:*/*",
+	"http://localhost:*/oauth2/logout",
+	"http://127.0.0.1:*/oauth2/logout",
 }
 
 // Config describes a provider. The zero value is usable.

@@ -375,6 +375,19 @@ func (v *Verifier) checkTenant(iss, tid string) error {
 	return nil
 }
 
+// IssuerOfTenant reports whether iss is a multi-tenant provider's issuer
+// for an admitted tenant (front-channel logout names the issuer alone).
+func (v *Verifier) IssuerOfTenant(iss string) bool {
+	if v.template == "" {
+		return false
+	}
+	prefix, suffix, ok := strings.Cut(v.template, "{tenantid}")
+	if !ok || !strings.HasPrefix(iss, prefix) || !strings.HasSuffix(iss, suffix) || len(iss) < len(prefix)+len(suffix) {
+		return false
+	}
+	return v.checkTenant(iss, iss[len(prefix):len(iss)-len(suffix)]) == nil
+}
+
 // SignedUserinfo verifies a userinfo response the provider signed (OpenID
 // Connect Core 5.3.2): the signature with an allowed algorithm, and iss and
 // aud when present. It returns the claims.

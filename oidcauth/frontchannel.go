@@ -1,0 +1,102 @@
+package oidcauth
+
+import (
+	"html/template"
+	"net/http"
+
+	"go.uber.org/zap"
+
+	"github.com/oidcgate/caddy-oidc/internal/sessionstore"
+)
+
+// serveFrontchannelLogout ends sessions on the provider's word, per OpenID
+// Connect Front-Channel Logout 1.0: the provider loads this path in a
+// hidden iframe of its logout page, with its issuer (iss) and the provider
+// session (sid) being ended. Every session of that sid ends, as with
+// back-channel logout: server-side sessions are deleted, cookie sessions
+// revoked. The sid, not a cookie, says which: browsers do not send
+// SameSite=Lax cookies to a cross-site iframe. A request without iss and
+// sid ends the session whose cookie it carries, if it carries one.
+//
+// The answer is a small page that may be framed (it is meant to be), and is
+// never cached.
+func (h *Handler) serveFrontchannelLogout(w http.ResponseWriter, r *http.Request) error {
+	hdr := w.Header()
+	hdr.Set("Cache-Control", "no-store")
+	hdr.Set("Pragma", "no-cache")
+	if r.Method != http.MethodGet && r.Method != http.MethodHead {
+		hdr.Set("Allow", "GET, HEAD")
+		return h.frontchannelPage(w, http.StatusMethodNotAllowed)
+	}
+	q := r.URL.Query()
+	iss, sid := q.Get("iss"), q.Get("sid")
+	switch {
+	case iss == "" && sid == "":
+		s, err := h.loadSession(r)
+		if err != nil {
+			h.logger.Error("front-channel logout", zap.Error(err))
+			return h.frontchannelPage(w, http.StatusServiceUnavailable)
+		}
+		if s != nil {
+			if err := h.store.Delete(w, r, s); err != nil {
+				h.logger.Error("front-channel logout", zap.Error(err))
+				return h.frontchannelPage(w, http.StatusServiceUnavailable)
+			}
+			h.logger.Info("front-channel logout", zap.String("sub", s.subject))
+		}
+		return h.frontchannelPage(w, http.StatusOK)
+	case iss == "" || sid == "":
+		h.logger.Info("front-channel logout refused: iss and sid go together")
+		return h.frontchannelPage(w, http.StatusBadRequest)
+	}
+	if !h.issuerMatches(iss) {
+		h.logger.Info("front-channel logout refused: another issuer", zap.String("iss", truncate(iss, 200)))
+		return h.frontchannelPage(w, http.StatusBadRequest)
+	}
+	if err := h.endProviderSessions(r, "", sid); err != nil {
+		h.logger.Error("front-channel logout", zap.Error(err))
+		return h.frontchannelPage(w, http.StatusServiceUnavailable)
+	}
+	h.logger.Info("front-channel logout", zap.String("sid", sid))
+	return h.frontchannelPage(w, http.StatusOK)
+}
+
+// issuerMatches reports whether iss is the provider's issuer (for a
+// multi-tenant provider, its issuer with an admitted tenant).
+func (h *Handler) issuerMatches(iss string) bool {
+	if iss == h.op.Issuer() {
+		return true
+	}
+	st := h.op.Current()
+	return st != nil && st.Verifier.IssuerOfTenant(iss)
+}
+
+// endProviderSessions ends every session of the user sub (sid == "") or of
+// the provider session sid: server-side sessions are deleted, cookie
+// sessions revoked until they would have expired anyway.
+func (h *Handler) endProviderSessions(r *http.Request, sub, sid string) error {
+	subKey, sidKey := h.indexKey(sub), h.indexKey(sid)
+	switch store := h.store.(type) {
+	case *serverStore:
+		_, err := store.endSessions(r.Context(), subKey, sidKey)
+		return err
+	case *cookieStore:
+		now := h.now()
+		return store.revocations.Revoke(r.Context(), sessionstore.Selector{Subject: subKey, SID: sidKey}, now, now.Add(h.revocationLifetime()))
+	}
+	return nil
+}
+
+var frontchannelTemplate = template.Must(template.New("frontchannel").Parse(`<!doctype html>
+<html lang="en"><head><meta charset="utf-8"><title>Signed out</title></head>
+<body><p>{{if eq . 200}}Signed out.{{else}}Status {{.}}{{end}}</p></body></html>
+`))
+
+func (h *Handler) frontchannelPage(w http.ResponseWriter, status int) error {
+	hdr := w.Header()
+	hdr.Set("Content-Type", "text/html; charset=utf-8")
+	hdr.Set("X-Content-Type-Options", "nosniff")
+	hdr.Set("Content-Security-Policy", "default-src 'none'")
+	w.WriteHeader(status)
+	return frontchannelTemplate.Execute(w, status)
+}
