@@ -133,11 +133,11 @@ func (s *Set) VerifySignature(ctx context.Context, jwt string) ([]byte, error) {
 		return nil, err
 	}
 	payload, err := verifyWith(jws, hdr, keys)
-	if err == nil || errors.Is(err, ErrAmbiguousKey) {
-		return payload, err
+	if err == nil {
+		return payload, nil
 	}
-	// The provider may have rotated its keys: fetch them again, unless
-	// that was done a moment ago.
+	// The provider may have rotated its keys (for a token without kid, to
+	// a single one): fetch them again, unless that was done a moment ago.
 	keys, refetched, ferr := s.refetch(ctx)
 	if ferr != nil {
 		return nil, ferr

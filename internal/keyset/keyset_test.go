@@ -222,3 +222,19 @@ func TestErrorsNameNoURL(t *testing.T) {
 		}
 	}
 }
+
+// TestKidlessTokenAfterTheProviderDroppedAKey: a token without kid is
+// ambiguous against cached keys the provider has since reduced to one; the
+// set fetches the keys again (within its limit) and accepts it.
+func TestKidlessTokenAfterTheProviderDroppedAKey(t *testing.T) {
+	a, b := rsaSigner(t, "a"), rsaSigner(t, "b")
+	p := newProvider(t, a.pub, b.pub)
+	s := New(p.URL, nil, time.Minute, nil)
+	if _, err := s.VerifySignature(context.Background(), a.sign(t, "a")); err != nil {
+		t.Fatal(err)
+	}
+	p.publish(b.pub)
+	if _, err := s.VerifySignature(context.Background(), b.sign(t, "")); err != nil {
+		t.Fatalf("kid-less token, one key published now: %v", err)
+	}
+}
