@@ -32,6 +32,7 @@ import (
 //		cookie_path          <path>            # default: /
 //		session_lifetime     <duration>        # default: 24h
 //		idle_timeout         <duration>        # default: none
+//		access_token_lifetime <duration>       # without expires_in; default: none
 //		session_keys         <base64-key...>   # default: generated, kept in Caddy's storage
 //		unauthenticated      auto|redirect|status [<code>]
 //		signing_algs         <alg...>          # default: RS256
@@ -129,6 +130,10 @@ func parseOIDCAuth(h httpcaddyfile.Helper) (caddyhttp.MiddlewareHandler, error) 
 			}
 		case "session_lifetime":
 			if err := durationArg(h.Dispenser, "oidc_auth", &a.SessionLifetime); err != nil {
+				return nil, err
+			}
+		case "access_token_lifetime":
+			if err := durationArg(h.Dispenser, "oidc_auth", &a.AccessTokenLifetime); err != nil {
 				return nil, err
 			}
 		case "idle_timeout":

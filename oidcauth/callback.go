@@ -89,7 +89,7 @@ func (h *Handler) serveCallback(w http.ResponseWriter, r *http.Request) error {
 		rawIDToken:   tok.IDToken,
 		accessToken:  tok.AccessToken,
 		refreshToken: tok.RefreshToken,
-		tokenExpiry:  tok.Expiry,
+		tokenExpiry:  h.accessTokenExpiry(tok.Expiry, tok.AccessToken, now),
 		createdAt:    now,
 		lastSeen:     now,
 		owner:        h,

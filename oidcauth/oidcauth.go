@@ -206,6 +206,14 @@ type Handler struct {
 	// Default: none (a multi-tenant provider is refused).
 	Tenants []string `json:"tenants,omitempty"`
 
+	// AccessTokenLifetime is how long an access token is taken to be valid
+	// when the provider's token response has no `expires_in` (RFC 6749
+	// 5.1 recommends it but does not require it): token_inject refreshes
+	// it, with the refresh token, once this time is nearly up. An access
+	// token that is a JWT with an `exp` needs none. Default: none (such a
+	// token is used as long as the session lasts).
+	AccessTokenLifetime caddy.Duration `json:"access_token_lifetime,omitempty"`
+
 	// SigningAlgs are the algorithms ID tokens and logout tokens may be
 	// signed with, of RS256, RS384, RS512, PS256, PS384, PS512, ES256,
 	// ES384, ES512 and EdDSA; never `none` or HMAC. A token signed

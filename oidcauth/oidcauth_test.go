@@ -300,3 +300,30 @@ func TestLoginStateExpiresAfterTenMinutes(t *testing.T) {
 		}
 	}
 }
+
+// TestAccessTokenWithoutExpiresIn: RFC 6749 5.1 does not require
+// expires_in. Such a token expires at its JWT exp, else after the
+// configured lifetime, else never, so that token_inject knows when to
+// refresh it.
+func TestAccessTokenWithoutExpiresIn(t *testing.T) {
+	now := time.Unix(1_800_000_000, 0)
+	said := now.Add(time.Hour)
+	jwt := fakeJWT(`{"exp":1800000600}`)
+	for _, c := range []struct {
+		lifetime time.Duration
+		said     time.Time
+		token    string
+		want     time.Time
+	}{
+		{0, said, jwt, said},
+		{0, time.Time{}, jwt, time.Unix(1_800_000_600, 0)},
+		{time.Minute, time.Time{}, "opaque", now.Add(time.Minute)},
+		{0, time.Time{}, "opaque", time.Time{}},
+		{time.Minute, time.Time{}, fakeJWT(`{"sub":"x"}`), now.Add(time.Minute)},
+	} {
+		h := &Handler{AccessTokenLifetime: caddy.Duration(c.lifetime)}
+		if got := h.accessTokenExpiry(c.said, c.token, now); !got.Equal(c.want) {
+			t.Errorf("lifetime %s, said %v, token %.20q: %v, want %v", c.lifetime, c.said, c.token, got, c.want)
+		}
+	}
+}

@@ -217,7 +217,7 @@ func (h *Handler) refreshTokens(ctx context.Context, s *Session) (*Session, erro
 	ns := *s
 	ns.record = nil // not stored yet
 	ns.accessToken = tok.AccessToken
-	ns.tokenExpiry = tok.Expiry
+	ns.tokenExpiry = h.accessTokenExpiry(tok.Expiry, tok.AccessToken, h.now())
 	if tok.RefreshToken != "" {
 		ns.refreshToken = tok.RefreshToken
 	}

@@ -317,6 +317,30 @@ func jwtPayload(raw string) ([]byte, error) {
 	return payload, nil
 }
 
+// accessTokenExpiry is when an access token expires: what the token
+// response said, else a JWT's exp, else now plus the configured assumed
+// lifetime, else never (zero). A JWT's exp is read without verifying it:
+// it only decides when to refresh.
+func (h *Handler) accessTokenExpiry(said time.Time, accessToken string, now time.Time) time.Time {
+	if !said.IsZero() {
+		return said
+	}
+	if payload, err := jwtPayload(accessToken); err == nil {
+		var c struct {
+			Exp json.Number `json:"exp"`
+		}
+		if json.Unmarshal(payload, &c) == nil {
+			if sec, err := c.Exp.Int64(); err == nil && sec > 0 {
+				return time.Unix(sec, 0)
+			}
+		}
+	}
+	if h.AccessTokenLifetime > 0 {
+		return now.Add(time.Duration(h.AccessTokenLifetime))
+	}
+	return time.Time{}
+}
+
 // expired reports whether the session has outlived its absolute lifetime
 // or, when idle is positive, has not been used for longer than idle.
 func (s *Session) expired(now time.Time, lifetime, idle time.Duration) bool {
