@@ -172,6 +172,13 @@ type Handler struct {
 	// at the provider. Default: none (no kid header).
 	ClientKeyID string `json:"client_key_id,omitempty"`
 
+	// ClientAssertionAudience is the aud of client_secret_jwt and
+	// private_key_jwt assertions: `issuer` for the provider's issuer (as
+	// Zitadel requires), or a URL. Default: the token endpoint's URL (as
+	// OpenID Connect Core recommends, and Entra ID, Okta and Keycloak
+	// accept).
+	ClientAssertionAudience string `json:"client_assertion_audience,omitempty"`
+
 	// Userinfo says when the provider's userinfo endpoint is asked about
 	// the user: `on` (at sign-in), `refresh` (at sign-in and after every
 	// refresh) or `off`. Its claims join the ID token's in
@@ -502,6 +509,11 @@ func (h *Handler) Validate() error {
 	}
 	if h.ClientAuth != "" && !slices.Contains(provider.Methods, h.ClientAuth) {
 		return fmt.Errorf("client_auth %q: must be one of %s", h.ClientAuth, strings.Join(provider.Methods, ", "))
+	}
+	if a := h.ClientAssertionAudience; a != "" && a != provider.AudienceIssuer {
+		if u, err := url.Parse(a); err != nil || !u.IsAbs() || u.Host == "" {
+			return fmt.Errorf("client_assertion_audience %q: must be %s or an absolute URL", a, provider.AudienceIssuer)
+		}
 	}
 	for _, t := range h.Tenants {
 		if t == "" || strings.ContainsAny(t, "/{} ") {
