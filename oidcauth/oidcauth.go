@@ -153,9 +153,12 @@ type Handler struct {
 	// endpoint: `client_secret_basic`, `client_secret_post`,
 	// `client_secret_jwt` (an assertion signed with the client secret, of
 	// at least 32 bytes), `private_key_jwt` (an assertion signed with
-	// ClientKey) or `none` (a public client). Default: the first of the
-	// provider's `token_endpoint_auth_methods_supported` that the
-	// configured secret or key allow, `client_secret_basic` first.
+	// ClientKey) or `none` (a public client). Default: the first of
+	// `client_secret_basic`, `client_secret_post`, `client_secret_jwt` and
+	// `private_key_jwt` that the provider's
+	// `token_endpoint_auth_methods_supported` lists (an absent list means
+	// `client_secret_basic`) and the configured secret or key allow;
+	// `none` without either.
 	ClientAuth string `json:"client_auth,omitempty"`
 
 	// ClientKey is the private key (PEM: PKCS #8, PKCS #1 or SEC 1; RSA or
