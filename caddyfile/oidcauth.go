@@ -40,6 +40,7 @@ import (
 //		client_key           <pem>             # may be {env.NAME} or {file./path}
 //		client_key_file      <path>
 //		client_key_id        <kid>
+//		client_assertion_audience issuer|<url> # default: the token endpoint
 //		userinfo             on|off|refresh    # default: on
 //		claim_sources                          # default: off
 //		tenants              <tenant-id...>|*  # multi-tenant providers
@@ -196,6 +197,10 @@ func parseOIDCAuth(h httpcaddyfile.Helper) (caddyhttp.MiddlewareHandler, error) 
 			}
 		case "client_key_id":
 			if err := oneArg(h.Dispenser, "oidc_auth", &a.ClientKeyID); err != nil {
+				return nil, err
+			}
+		case "client_assertion_audience":
+			if err := oneArg(h.Dispenser, "oidc_auth", &a.ClientAssertionAudience); err != nil {
 				return nil, err
 			}
 		case "userinfo":

@@ -54,6 +54,10 @@ func newTestHandler(tb testing.TB, h *Handler) *Handler {
 	if err := h.Validate(); err != nil {
 		tb.Fatal(err)
 	}
+	// Discovery runs in the background and reads the handler's clock.
+	// Discovering here, serialized with it, means that a reachable
+	// provider's is over before a test sets h.now.
+	_, _ = h.op.Get(ctx)
 	return h
 }
 

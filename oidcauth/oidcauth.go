@@ -165,9 +165,12 @@ type Handler struct {
 	// endpoint: `client_secret_basic`, `client_secret_post`,
 	// `client_secret_jwt` (an assertion signed with the client secret, of
 	// at least 32 bytes), `private_key_jwt` (an assertion signed with
-	// ClientKey) or `none` (a public client). Default: the first of the
-	// provider's `token_endpoint_auth_methods_supported` that the
-	// configured secret or key allow, `client_secret_basic` first.
+	// ClientKey) or `none` (a public client). Default: the first of
+	// `client_secret_basic`, `client_secret_post`, `client_secret_jwt` and
+	// `private_key_jwt` that the provider's
+	// `token_endpoint_auth_methods_supported` lists (an absent list means
+	// `client_secret_basic`) and the configured secret or key allow;
+	// `none` without either.
 	ClientAuth string `json:"client_auth,omitempty"`
 
 	// ClientKey is the private key (PEM: PKCS #8, PKCS #1 or SEC 1; RSA or
@@ -183,6 +186,13 @@ type Handler struct {
 	// ClientKeyID is the kid of private_key_jwt assertions, as registered
 	// at the provider. Default: none (no kid header).
 	ClientKeyID string `json:"client_key_id,omitempty"`
+
+	// ClientAssertionAudience is the aud of client_secret_jwt and
+	// private_key_jwt assertions: `issuer` for the provider's issuer (as
+	// Zitadel requires), or a URL. Default: the token endpoint's URL (as
+	// OpenID Connect Core recommends, and Entra ID, Okta and Keycloak
+	// accept).
+	ClientAssertionAudience string `json:"client_assertion_audience,omitempty"`
 
 	// Userinfo says when the provider's userinfo endpoint is asked about
 	// the user: `on` (at sign-in), `refresh` (at sign-in and after every
@@ -527,6 +537,11 @@ func (h *Handler) Validate() error {
 	}
 	if h.ClientAuth != "" && !slices.Contains(provider.Methods, h.ClientAuth) {
 		return fmt.Errorf("client_auth %q: must be one of %s", h.ClientAuth, strings.Join(provider.Methods, ", "))
+	}
+	if a := h.ClientAssertionAudience; a != "" && a != provider.AudienceIssuer {
+		if u, err := url.Parse(a); err != nil || !u.IsAbs() || u.Host == "" {
+			return fmt.Errorf("client_assertion_audience %q: must be %s or an absolute URL", a, provider.AudienceIssuer)
+		}
 	}
 	for _, t := range h.Tenants {
 		if t == "" || strings.ContainsAny(t, "/{} ") {

@@ -23,7 +23,7 @@ var errProviderUnavailable = provider.ErrUnavailable
 // {file.*}. They go into the provider's configuration only, never back
 // into the handler's, so the admin API does not echo them.
 func (h *Handler) clientAuth(repl *caddy.Replacer, secret string) (provider.ClientAuth, error) {
-	auth := provider.ClientAuth{Method: h.ClientAuth, Secret: secret, KeyID: h.ClientKeyID}
+	auth := provider.ClientAuth{Method: h.ClientAuth, Secret: secret, KeyID: h.ClientKeyID, AssertionAudience: h.ClientAssertionAudience}
 	var pemText []byte
 	switch {
 	case h.ClientKey != "" && h.ClientKeyFile != "":

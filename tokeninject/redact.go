@@ -197,12 +197,15 @@ func (rw *redactingWriter) Flush() {
 	if rw.refused {
 		return
 	}
+	flushOut := func() { _ = http.NewResponseController(rw.ResponseWriter).Flush() }
 	if rw.decoder != nil {
-		rw.decoder.flush()
-	} else {
-		_ = rw.redact.Flush()
+		// The decoder's goroutine writes to the response writer too:
+		// flush it under the same lock.
+		rw.decoder.flush(flushOut)
+		return
 	}
-	_ = http.NewResponseController(rw.ResponseWriter).Flush()
+	_ = rw.redact.Flush()
+	flushOut()
 }
 
 // finish ends the body and redacts the trailers, which the handlers set
@@ -260,14 +263,15 @@ func newDecoder(encoding string, dst *lockedWriter) *decoder {
 
 func (d *decoder) Write(p []byte) (int, error) { return d.pw.Write(p) }
 
-func (d *decoder) flush() { d.dst.flush() }
+func (d *decoder) flush(then func()) { d.dst.flush(then) }
 
 func (d *decoder) close() error {
 	_ = d.pw.Close()
 	return <-d.done
 }
 
-// lockedWriter serializes the decoder's writes and the handler's flushes.
+// lockedWriter serializes the decoder's writes and the handler's flushes,
+// of the redactor and of the response writer beneath.
 type lockedWriter struct {
 	mu sync.Mutex
 	w  *substitute.Writer
@@ -279,8 +283,10 @@ func (l *lockedWriter) Write(p []byte) (int, error) {
 	return l.w.Write(p)
 }
 
-func (l *lockedWriter) flush() {
+// flush flushes the redactor, then runs then, under the lock.
+func (l *lockedWriter) flush(then func()) {
 	l.mu.Lock()
 	defer l.mu.Unlock()
 	_ = l.w.Flush()
+	then()
 }

@@ -6,7 +6,14 @@
 // Usage:
 //
 //	oidc-dev-provider [-addr localhost:9998] [-client-id caddy-demo] [-client-secret demo-secret]
+//	                  [-client-auth client_secret_basic|client_secret_post|private_key_jwt]
+//	                  [-client-public-key FILE [-client-key-id KID]]
 //	                  [-redirect-uri URI]... [-post-logout-redirect-uri URI]...
+//
+// With -client-auth private_key_jwt, the client signs its assertions with
+// the private key of -client-public-key (a PEM public key or certificate),
+// and gives the provider's issuer as their audience
+// (client_assertion_audience issuer).
 //
 // Redirect URIs may be globs ("http://localhost:*/oauth2/callback"); "*" does
 // not match "/".
@@ -14,6 +21,10 @@ package main
 
 import (
 	"context"
+	"crypto"
+	"crypto/x509"
+	"encoding/pem"
+	"errors"
 	"flag"
 	"fmt"
 	"os"
@@ -48,6 +59,9 @@ func main() {
 	issuer := flag.String("issuer", "", "issuer URL without trailing slash (default: http:// + the listen address)")
 	clientID := flag.String("client-id", devop.DefaultClientID, "client ID of the confidential web client")
 	clientSecret := flag.String("client-secret", devop.DefaultClientSecret, "client secret of the web client")
+	clientAuth := flag.String("client-auth", devop.ClientSecretBasic, "how the client authenticates at the token endpoint: client_secret_basic, client_secret_post or private_key_jwt")
+	publicKey := flag.String("client-public-key", "", "PEM file with the client's public key or certificate, for private_key_jwt")
+	keyID := flag.String("client-key-id", "", "the kid of the client's key (default: none)")
 	flag.Var(redirects, "redirect-uri", "allowed redirect URI or glob; repeatable")
 	flag.Var(postLogout, "post-logout-redirect-uri", "allowed post-logout redirect URI or glob; repeatable")
 	flag.Parse()
@@ -57,11 +71,23 @@ func main() {
 		os.Exit(2)
 	}
 
+	var keys map[string]crypto.PublicKey
+	if *publicKey != "" {
+		k, err := readPublicKey(*publicKey)
+		if err != nil {
+			fmt.Fprintf(os.Stderr, "oidc-dev-provider: -client-public-key: %v\n", err)
+			os.Exit(1)
+		}
+		keys = map[string]crypto.PublicKey{*keyID: k}
+	}
+
 	srv, err := devop.New(devop.Config{
 		Addr:                   *addr,
 		Issuer:                 *issuer,
 		ClientID:               *clientID,
 		ClientSecret:           *clientSecret,
+		ClientAuthMethod:       *clientAuth,
+		ClientKeys:             keys,
 		RedirectURIs:           redirects.values,
 		PostLogoutRedirectURIs: postLogout.values,
 	})
@@ -76,17 +102,43 @@ func main() {
   issuer         %s
   client_id      %s
   client_secret  %s
+  client_auth    %s
   redirect URIs  %s
   after logout   %s
 
   sign in as     username %q  password %q
 
 Press Ctrl+C to stop.
-`, srv.Issuer(), *clientID, *clientSecret,
+`, srv.Issuer(), *clientID, *clientSecret, *clientAuth,
 		strings.Join(redirects.values, ", "), strings.Join(postLogout.values, ", "),
 		devop.DemoUsername, devop.DemoPassword)
 
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
 	<-ctx.Done()
+}
+
+// readPublicKey reads the first PEM public key or certificate of a file.
+func readPublicKey(path string) (crypto.PublicKey, error) {
+	rest, err := os.ReadFile(path)
+	if err != nil {
+		return nil, err
+	}
+	for {
+		var block *pem.Block
+		block, rest = pem.Decode(rest)
+		if block == nil {
+			return nil, errors.New("no PUBLIC KEY or CERTIFICATE in PEM")
+		}
+		switch block.Type {
+		case "PUBLIC KEY":
+			return x509.ParsePKIXPublicKey(block.Bytes)
+		case "CERTIFICATE":
+			c, err := x509.ParseCertificate(block.Bytes)
+			if err != nil {
+				return nil, err
+			}
+			return c.PublicKey, nil
+		}
+	}
 }

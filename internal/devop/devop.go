@@ -8,8 +8,13 @@
 // a fixed, public value: never expose it beyond a developer's machine or a
 // test.
 //
-// Two things differ from the plain example:
+// Three things differ from the plain example:
 //
+//   - The client authenticates the way Config.ClientAuthMethod says
+//     (client_secret_basic, client_secret_post, or private_key_jwt with a
+//     registered public key), and the token endpoint refuses any other way
+//     with invalid_client. Server.LastTokenAuthMethod tells which method a
+//     token request used.
 //   - The ID token carries the profile and email claims (name, given_name,
 //     family_name, preferred_username, email, email_verified) when those
 //     scopes are requested, as most production providers do. The example
@@ -23,6 +28,7 @@ package devop
 
 import (
 	"context"
+	"crypto"
 	"fmt"
 	"net"
 	"net/http"
@@ -33,6 +39,7 @@ import (
 
 	"github.com/zitadel/oidc/v3/example/server/exampleop"
 	"github.com/zitadel/oidc/v3/example/server/storage"
+	"github.com/zitadel/oidc/v3/pkg/oidc"
 	"github.com/zitadel/oidc/v3/pkg/op"
 	"golang.org/x/text/language"
 )
@@ -89,10 +96,20 @@ type Config struct {
 	// wildcard address) + ":" + the actual port.
 	Issuer string
 
-	// ClientID and ClientSecret identify the one confidential web client,
-	// which authenticates with client_secret_basic (or client_secret_post).
+	// ClientID and ClientSecret identify the one confidential web client.
 	// The defaults are DefaultClientID and DefaultClientSecret.
 	ClientID, ClientSecret string
+
+	// ClientAuthMethod is how the client authenticates at the token
+	// endpoint: ClientSecretBasic (the default), ClientSecretPost or
+	// PrivateKeyJWT.
+	ClientAuthMethod string
+
+	// ClientKeys are the client's registered public keys (RSA or ECDSA)
+	// for PrivateKeyJWT, by key ID: a client assertion's kid picks its
+	// key, and one without a kid is verified with the key under "". Like
+	// Zitadel, the provider wants the issuer as the assertion's aud.
+	ClientKeys map[string]crypto.PublicKey
 
 	// RedirectURIs are the client's allowed redirect URIs. An entry with glob
 	// metacharacters is matched as a doublestar glob, where "*" does not cross
@@ -109,6 +126,7 @@ type Config struct {
 // Server is a running provider.
 type Server struct {
 	issuer    string
+	auth      *clientAuth
 	srv       *http.Server
 	served    chan struct{}
 	closeOnce sync.Once
@@ -137,6 +155,10 @@ func New(cfg Config) (*Server, error) {
 			return nil, err
 		}
 	}
+	auth, err := newClientAuth(cfg.ClientAuthMethod, cfg.ClientKeys)
+	if err != nil {
+		return nil, err
+	}
 
 	ln, err := net.Listen("tcp", cfg.Addr)
 	if err != nil {
@@ -156,6 +178,7 @@ func New(cfg Config) (*Server, error) {
 		// fills one table shared by every provider in the process.
 		Storage:    storage.NewStorageWithClients(demoUsers{}, map[string]*storage.Client{cfg.ClientID: client}),
 		client:     client,
+		auth:       auth,
 		redirects:  splitGlobs(cfg.RedirectURIs),
 		postLogout: splitGlobs(cfg.PostLogoutRedirectURIs),
 	}
@@ -164,8 +187,9 @@ func New(cfg Config) (*Server, error) {
 
 	s := &Server{
 		issuer: issuer,
+		auth:   auth,
 		srv: &http.Server{
-			Handler:           router,
+			Handler:           auth.enforce(router),
 			ReadHeaderTimeout: 10 * time.Second,
 		},
 		served: make(chan struct{}),
@@ -246,6 +270,7 @@ func splitGlobs(uris []string) uriPatterns {
 type devStorage struct {
 	*storage.Storage
 	client     *storage.Client
+	auth       *clientAuth
 	redirects  uriPatterns
 	postLogout uriPatterns
 }
@@ -255,16 +280,20 @@ func (s *devStorage) GetClientByClientID(ctx context.Context, clientID string) (
 	if clientID != s.client.GetID() {
 		return s.Storage.GetClientByClientID(ctx, clientID)
 	}
-	return devClient{Client: s.client, redirects: s.redirects, postLogout: s.postLogout}, nil
+	return devClient{Client: s.client, authMethod: s.auth.method, redirects: s.redirects, postLogout: s.postLogout}, nil
 }
 
 // devClient is the web client with its redirect URIs (exact and globs) and
 // ID-token claims policy set here rather than in the example.
 type devClient struct {
 	*storage.Client
+	authMethod oidc.AuthMethod
 	redirects  uriPatterns
 	postLogout uriPatterns
 }
+
+// AuthMethod implements op.Client.
+func (c devClient) AuthMethod() oidc.AuthMethod { return c.authMethod }
 
 // RedirectURIs implements op.Client.
 func (c devClient) RedirectURIs() []string { return c.redirects.exact }

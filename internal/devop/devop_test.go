@@ -24,6 +24,9 @@ type relyingParty struct {
 	provider *oidc.Provider
 	oauth2   oauth2.Config
 	browser  *http.Client
+	// tokenParams, when set, adds parameters to the code exchange (a
+	// client assertion, say).
+	tokenParams func() map[string]string
 }
 
 func newRelyingParty(t *testing.T, srv *devop.Server, clientID, clientSecret string, scopes ...string) *relyingParty {
@@ -61,7 +64,32 @@ func newRelyingParty(t *testing.T, srv *devop.Server, clientID, clientSecret str
 // token response and its verified ID token.
 func (rp *relyingParty) signIn(t *testing.T) (*oauth2.Token, *oidc.IDToken) {
 	t.Helper()
-	ctx := context.Background()
+	code, verifier, nonce := rp.authorize(t)
+	opts := []oauth2.AuthCodeOption{oauth2.VerifierOption(verifier)}
+	if rp.tokenParams != nil {
+		for k, v := range rp.tokenParams() {
+			opts = append(opts, oauth2.SetAuthURLParam(k, v))
+		}
+	}
+	tok, err := rp.oauth2.Exchange(context.Background(), code, opts...)
+	if err != nil {
+		t.Fatalf("code exchange: %v", err)
+	}
+	idToken := rp.verify(t, tok)
+	if idToken.Nonce != nonce {
+		t.Errorf("ID token nonce = %q, want %q", idToken.Nonce, nonce)
+	}
+	if err := idToken.VerifyAccessToken(tok.AccessToken); err != nil {
+		t.Errorf("at_hash: %v", err)
+	}
+	return tok, idToken
+}
+
+// authorize runs the browser part of the code flow with PKCE: the
+// authorization request, the login form, the callback. It returns the code
+// with its PKCE verifier and the nonce.
+func (rp *relyingParty) authorize(t *testing.T) (code, verifier, nonce string) {
+	t.Helper()
 	state, nonce, verifier := randomString(t), randomString(t), oauth2.GenerateVerifier()
 	authURL := rp.oauth2.AuthCodeURL(state, oidc.Nonce(nonce), oauth2.S256ChallengeOption(verifier))
 
@@ -86,19 +114,7 @@ func (rp *relyingParty) signIn(t *testing.T) (*oauth2.Token, *oidc.IDToken) {
 	if got := back.Query().Get("state"); got != state {
 		t.Fatalf("callback state = %q, want %q", got, state)
 	}
-
-	tok, err := rp.oauth2.Exchange(ctx, back.Query().Get("code"), oauth2.VerifierOption(verifier))
-	if err != nil {
-		t.Fatalf("code exchange: %v", err)
-	}
-	idToken := rp.verify(t, tok)
-	if idToken.Nonce != nonce {
-		t.Errorf("ID token nonce = %q, want %q", idToken.Nonce, nonce)
-	}
-	if err := idToken.VerifyAccessToken(tok.AccessToken); err != nil {
-		t.Errorf("at_hash: %v", err)
-	}
-	return tok, idToken
+	return back.Query().Get("code"), verifier, nonce
 }
 
 func (rp *relyingParty) verify(t *testing.T, tok *oauth2.Token) *oidc.IDToken {

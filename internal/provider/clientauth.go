@@ -55,10 +55,17 @@ type ClientAuth struct {
 	// into the assertion's x5t and x5t#S256 headers, as Microsoft Entra ID
 	// asks of certificate credentials.
 	Certificate *x509.Certificate
-	// AssertionAudience is the aud of client assertions; default the token
-	// endpoint's URL.
+	// AssertionAudience is the aud of client assertions: AudienceIssuer
+	// for the issuer, or a URL; default the URL of the endpoint the
+	// assertion is sent to (the token endpoint's, as OpenID Connect Core 9
+	// recommends).
 	AssertionAudience string
 }
+
+// AudienceIssuer as ClientAuth.AssertionAudience makes the issuer the aud
+// of client assertions, as RFC 7523 3 allows and some providers (Zitadel)
+// require.
+const AudienceIssuer = "issuer"
 
 // allowed lists the methods the configured secret or key make possible.
 func (a ClientAuth) allowed() []string {
@@ -119,9 +126,9 @@ func (a ClientAuth) methodFor(supported []string) (string, error) {
 }
 
 // apply authenticates a request to endpoint (the token or introspection
-// endpoint) with method: it sets the Authorization header or adds to the
-// form.
-func (a ClientAuth) apply(method, clientID, endpoint string, form url.Values, header http.Header, now time.Time) error {
+// endpoint) of the provider issuer with method: it sets the Authorization
+// header or adds to the form.
+func (a ClientAuth) apply(method, clientID, issuer, endpoint string, form url.Values, header http.Header, now time.Time) error {
 	switch method {
 	case ClientSecretBasic:
 		// RFC 6749 2.3.1: the credentials are form-encoded first.
@@ -132,7 +139,7 @@ func (a ClientAuth) apply(method, clientID, endpoint string, form url.Values, he
 		form.Set("client_id", clientID)
 		form.Set("client_secret", a.Secret)
 	case ClientSecretJWT, PrivateKeyJWT:
-		assertion, err := a.assertion(method, clientID, endpoint, now)
+		assertion, err := a.assertion(method, clientID, a.audience(issuer, endpoint), now)
 		if err != nil {
 			return err
 		}
@@ -149,13 +156,20 @@ func (a ClientAuth) apply(method, clientID, endpoint string, form url.Values, he
 	return nil
 }
 
-// assertion is a client assertion (RFC 7523 3, OpenID Connect Core 9): a
-// JWT the client signs about itself, for the endpoint, valid a minute.
-func (a ClientAuth) assertion(method, clientID, endpoint string, now time.Time) (string, error) {
-	aud := a.AssertionAudience
-	if aud == "" {
-		aud = endpoint
+// audience is the aud of an assertion sent to endpoint.
+func (a ClientAuth) audience(issuer, endpoint string) string {
+	switch a.AssertionAudience {
+	case "":
+		return endpoint
+	case AudienceIssuer:
+		return issuer
 	}
+	return a.AssertionAudience
+}
+
+// assertion is a client assertion (RFC 7523 3, OpenID Connect Core 9): a
+// JWT the client signs about itself, for aud, valid a minute.
+func (a ClientAuth) assertion(method, clientID, aud string, now time.Time) (string, error) {
 	claims, err := json.Marshal(map[string]any{
 		"iss": clientID,
 		"sub": clientID,

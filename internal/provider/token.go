@@ -162,7 +162,7 @@ func (t *clientAuthTransport) RoundTrip(req *http.Request) (*http.Response, erro
 		return nil, err
 	}
 	r2 := req.Clone(req.Context())
-	if err := s.p.cfg.Auth.apply(s.TokenAuth, s.p.cfg.ClientID, s.Metadata.TokenEndpoint, form, r2.Header, s.p.cfg.Now()); err != nil {
+	if err := s.p.cfg.Auth.apply(s.TokenAuth, s.p.cfg.ClientID, s.p.cfg.Issuer, s.Metadata.TokenEndpoint, form, r2.Header, s.p.cfg.Now()); err != nil {
 		return nil, err
 	}
 	encoded := form.Encode()
@@ -177,5 +177,5 @@ func (t *clientAuthTransport) RoundTrip(req *http.Request) (*http.Response, erro
 // provider's endpoints (introspection, say) the way it does at the token
 // endpoint, adding to form.
 func (s *State) Authenticate(endpoint string, form url.Values, header http.Header) error {
-	return s.p.cfg.Auth.apply(s.TokenAuth, s.p.cfg.ClientID, endpoint, form, header, s.p.cfg.Now())
+	return s.p.cfg.Auth.apply(s.TokenAuth, s.p.cfg.ClientID, s.p.cfg.Issuer, endpoint, form, header, s.p.cfg.Now())
 }

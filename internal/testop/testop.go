@@ -11,6 +11,7 @@
 package testop
 
 import (
+	"crypto"
 	"crypto/sha256"
 	"encoding/base64"
 	"encoding/json"
@@ -23,6 +24,8 @@ import (
 	"strings"
 	"sync"
 	"time"
+
+	jose "github.com/go-jose/go-jose/v4"
 )
 
 // Misbehavior selects a deliberate protocol violation. It affects tokens and
@@ -122,8 +125,20 @@ type Config struct {
 	// ClientID is the only client the provider knows. Default "test-client".
 	ClientID string
 	// ClientSecret authenticates the client at the token endpoint, via
-	// client_secret_basic or client_secret_post. Default "test-secret".
+	// client_secret_basic, client_secret_post or client_secret_jwt.
+	// Default "test-secret".
 	ClientSecret string
+	// TokenAuthMethods are the client authentication methods the token
+	// endpoint announces (token_endpoint_auth_methods_supported) and
+	// accepts; a request using another is refused with invalid_client.
+	// Default DefaultTokenAuthMethods.
+	TokenAuthMethods []string
+	// ClientKeys verify private_key_jwt assertions whatever their kid.
+	ClientKeys []crypto.PublicKey
+	// ClientJWKS verify private_key_jwt assertions too, chosen by the
+	// assertion's kid when it has one; a key with a certificate (or
+	// thumbprint) wants the assertion's x5t or x5t#S256 to name it.
+	ClientJWKS jose.JSONWebKeySet
 	// Subject is the user every authorization request is approved for.
 	// Default "user-1".
 	Subject string
@@ -182,6 +197,7 @@ type Provider struct {
 	issued         []string // every token value handed out, for leak checks
 	tokenTTL       time.Duration
 	pause          *tokenPause // armed by PauseTokenEndpoint
+	clientAuth     clientAuthRecord
 }
 
 // grant is what an authorization (and every refresh of it) stands for.
@@ -234,6 +250,7 @@ func New(cfg Config) (*Provider, error) {
 		cfg.SigningAlgs = []string{"RS256"}
 	}
 	cfg.SigningAlgs = slices.Clone(cfg.SigningAlgs) // the caller may reuse its slice
+	cfg.TokenAuthMethods = defaultTokenAuthMethods(cfg.TokenAuthMethods)
 	claims, err := mergeClaims(cfg.Claims)
 	if err != nil {
 		return nil, err
@@ -624,7 +641,7 @@ func (p *Provider) handleDiscovery(w http.ResponseWriter, _ *http.Request) {
 		"subject_types_supported":               []string{"public"},
 		"id_token_signing_alg_values_supported": p.cfg.SigningAlgs,
 		"code_challenge_methods_supported":      []string{"S256"},
-		"token_endpoint_auth_methods_supported": []string{"client_secret_basic", "client_secret_post"},
+		"token_endpoint_auth_methods_supported": p.cfg.TokenAuthMethods,
 		"scopes_supported":                      []string{"openid", "profile", "email", "offline_access"},
 		"backchannel_logout_supported":          true,
 		"backchannel_logout_session_supported":  true,
@@ -720,9 +737,9 @@ func (p *Provider) handleToken(w http.ResponseWriter, r *http.Request) {
 		oauthError(w, http.StatusInternalServerError, "server_error", "induced failure")
 		return
 	}
-	if !p.authenticateClient(r) {
+	if reason := p.authenticateClient(r); reason != "" {
 		w.Header().Set("WWW-Authenticate", `Basic realm="testop"`)
-		oauthError(w, http.StatusUnauthorized, "invalid_client", "client authentication failed")
+		oauthError(w, http.StatusUnauthorized, "invalid_client", reason)
 		return
 	}
 	switch r.PostForm.Get("grant_type") {
@@ -733,28 +750,6 @@ func (p *Provider) handleToken(w http.ResponseWriter, r *http.Request) {
 	default:
 		oauthError(w, http.StatusBadRequest, "unsupported_grant_type", "")
 	}
-}
-
-// authenticateClient accepts exactly one of client_secret_basic and
-// client_secret_post, as RFC 6749 2.3 requires.
-func (p *Provider) authenticateClient(r *http.Request) bool {
-	form := r.PostForm
-	id, secret, basic := r.BasicAuth()
-	if basic {
-		if form.Has("client_secret") {
-			return false
-		}
-		// RFC 6749 2.3.1: credentials are form-encoded before Basic encoding.
-		var err1, err2 error
-		id, err1 = url.QueryUnescape(id)
-		secret, err2 = url.QueryUnescape(secret)
-		if err1 != nil || err2 != nil || (form.Has("client_id") && form.Get("client_id") != id) {
-			return false
-		}
-	} else {
-		id, secret = form.Get("client_id"), form.Get("client_secret")
-	}
-	return id == p.cfg.ClientID && secret == p.cfg.ClientSecret
 }
 
 func (p *Provider) codeGrant(w http.ResponseWriter, form url.Values, m Misbehavior) {
