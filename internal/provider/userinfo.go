@@ -81,10 +81,12 @@ func (s *State) get(ctx context.Context, url, accessToken string) ([]byte, strin
 	switch {
 	case resp.StatusCode >= 500 || resp.StatusCode == http.StatusTooManyRequests:
 		return nil, "", fmt.Errorf("%w: %s answered %s", ErrUnavailable, endpointName(url, s), resp.Status)
-	case resp.StatusCode != http.StatusOK:
+	case resp.StatusCode == http.StatusUnauthorized || resp.StatusCode == http.StatusForbidden:
 		// The WWW-Authenticate error, not the body, which is the
 		// provider's.
 		return nil, "", userinfoError("refused", "%s refused the access token (%s%s)", endpointName(url, s), resp.Status, bearerError(resp.Header))
+	case resp.StatusCode != http.StatusOK:
+		return nil, "", userinfoError("refused", "%s answered %s", endpointName(url, s), resp.Status)
 	}
 	mt, _, _ := mime.ParseMediaType(resp.Header.Get("Content-Type"))
 	return body, mt, nil
