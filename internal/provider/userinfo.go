@@ -114,17 +114,23 @@ func bearerError(h http.Header) string {
 }
 
 // readClaims returns the claims of a userinfo or claims-source answer: JSON
-// as it is, a JWT verified.
+// as it is, a JWT verified; compacted, for the claims end up in
+// placeholders that header values take, and a provider's pretty-printing
+// or final newline would make those invalid.
 func (s *State) readClaims(ctx context.Context, body []byte, mediaType string) ([]byte, error) {
 	if mediaType == "application/jwt" {
 		payload, err := s.Verifier.SignedUserinfo(ctx, string(bytes.TrimSpace(body)))
 		if err != nil {
 			return nil, userinfoError("signature", "the signed userinfo answer was refused: %v", err)
 		}
-		return payload, nil
+		body = payload
 	}
-	if !json.Valid(body) {
+	var compact bytes.Buffer
+	if err := json.Compact(&compact, body); err != nil {
+		if mediaType == "application/jwt" {
+			return nil, userinfoError("malformed", "the signed userinfo answer's claims are not JSON")
+		}
 		return nil, userinfoError("malformed", "the userinfo answer is neither JSON nor a JWT")
 	}
-	return body, nil
+	return compact.Bytes(), nil
 }

@@ -3,6 +3,9 @@ package provider
 import (
 	"encoding/json"
 	"errors"
+	"fmt"
+	"net/http"
+	"net/http/httptest"
 	"strings"
 	"testing"
 
@@ -123,5 +126,24 @@ func TestUserInfoWithoutEndpoint(t *testing.T) {
 	}
 	if op.UserinfoCalls() != 0 {
 		t.Error("an endpoint discovery does not name was called")
+	}
+}
+
+// TestUserInfoIsCompacted: the claims end up in placeholders that header
+// values take; a provider's pretty-printing and final newline must not
+// make those invalid.
+func TestUserInfoIsCompacted(t *testing.T) {
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		w.Header().Set("Content-Type", "application/json")
+		fmt.Fprint(w, "{\n  \"sub\": \"user-1\",\n  \"name\": \"Zo\\u00eb  Smith\",\n  \"n\": 1.50\n}\n")
+	}))
+	t.Cleanup(srv.Close)
+	st := &State{Metadata: Metadata{UserinfoEndpoint: srv.URL}, p: New(Config{})}
+	info, err := st.UserInfo(t.Context(), "token", "user-1")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if want := `{"sub":"user-1","name":"Zo\u00eb  Smith","n":1.50}`; string(info) != want {
+		t.Errorf("claims %s, want %s", info, want)
 	}
 }
