@@ -197,12 +197,15 @@ func (rw *redactingWriter) Flush() {
 	if rw.refused {
 		return
 	}
+	flushClient := func() { _ = http.NewResponseController(rw.ResponseWriter).Flush() }
 	if rw.decoder != nil {
-		rw.decoder.flush()
-	} else {
-		_ = rw.redact.Flush()
+		// The decoder's goroutine writes to the client too: flushing
+		// the client's writer at the same time would race with it.
+		rw.decoder.flush(flushClient)
+		return
 	}
-	_ = http.NewResponseController(rw.ResponseWriter).Flush()
+	_ = rw.redact.Flush()
+	flushClient()
 }
 
 // finish ends the body and redacts the trailers, which the handlers set
@@ -260,14 +263,15 @@ func newDecoder(encoding string, dst *lockedWriter) *decoder {
 
 func (d *decoder) Write(p []byte) (int, error) { return d.pw.Write(p) }
 
-func (d *decoder) flush() { d.dst.flush() }
+func (d *decoder) flush(then func()) { d.dst.flush(then) }
 
 func (d *decoder) close() error {
 	_ = d.pw.Close()
 	return <-d.done
 }
 
-// lockedWriter serializes the decoder's writes and the handler's flushes.
+// lockedWriter serializes the decoder's writes and the handler's flushes,
+// of the redactor and, after it, of the writers below.
 type lockedWriter struct {
 	mu sync.Mutex
 	w  *substitute.Writer
@@ -279,8 +283,9 @@ func (l *lockedWriter) Write(p []byte) (int, error) {
 	return l.w.Write(p)
 }
 
-func (l *lockedWriter) flush() {
+func (l *lockedWriter) flush(then func()) {
 	l.mu.Lock()
 	defer l.mu.Unlock()
 	_ = l.w.Flush()
+	then()
 }
