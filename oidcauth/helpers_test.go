@@ -7,6 +7,7 @@ import (
 	"net/http"
 	"net/http/httptest"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -59,6 +60,28 @@ func newTestHandler(tb testing.TB, h *Handler) *Handler {
 	// provider's is over before a test sets h.now.
 	_, _ = h.op.Get(ctx)
 	return h
+}
+
+// testClock is a clock a test moves while the handler's goroutines (the
+// provider's discovery) read it. Set it as the handler's now before
+// provisioning.
+type testClock struct {
+	mu sync.Mutex
+	t  time.Time
+}
+
+func newTestClock(t time.Time) *testClock { return &testClock{t: t} }
+
+func (c *testClock) Now() time.Time {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.t
+}
+
+func (c *testClock) Set(t time.Time) {
+	c.mu.Lock()
+	c.t = t
+	c.mu.Unlock()
 }
 
 // fakeJWT builds a compact JWT-shaped string with the given payload; the

@@ -41,20 +41,23 @@ func init() {
 // | `/oauth2/logout?rd=/path` | end the session (and the provider's, when it supports RP-initiated logout): a POST from the site itself; other requests get a page that asks to confirm |
 // | `/oauth2/backchannel-logout` | OpenID Connect Back-Channel Logout |
 // | `/oauth2/frontchannel-logout` | OpenID Connect Front-Channel Logout |
-// | `/oauth2/userinfo` | JSON for the browser app: `sub`, `idToken` (claims), `rawIdToken` |
+// | `/oauth2/userinfo` | JSON for the browser app: `sub`, `idToken` (claims), `rawIdToken`, `userinfo` (claims) |
 //
 // For a signed-in request it sets these placeholders:
 //
 // | Placeholder | Value |
 // |---|---|
 // | `{http.auth.user.id}` | the ID token's `sub` claim |
-// | `{http.auth.user.<claim>}` | each top-level string, number or boolean claim of the ID token |
+// | `{http.auth.user.<claim>}` | each top-level string, number or boolean claim of the ID token, then of userinfo |
 // | `{oidc.user.id_token}` | the ID token's claims as a JSON object |
 // | `{oidc.user.id_token.<path>}` | one claim; dotted paths reach into nested objects; arrays are joined with `,` |
 // | `{oidc.user.raw_id_token}` | the compact ID token (JWT) |
+// | `{oidc.user.userinfo}` | the userinfo endpoint's claims (and resolved claim sources') as a JSON object |
+// | `{oidc.user.userinfo.<path>}` | one of those claims, as for the ID token |
 //
-// and the variables `oidc_id_token` (the claims) and `oidc_raw_id_token`.
-// The `{oidc.user.*}` placeholders are computed only when read.
+// and the variables `oidc_id_token` (the claims), `oidc_raw_id_token` and
+// `oidc_userinfo` (the userinfo claims). The `{oidc.user.*}` placeholders
+// are computed only when read.
 //
 // Other modules read the session with SessionFromRequest. The access and
 // refresh tokens are never exposed as placeholders.
@@ -97,8 +100,8 @@ type Handler struct {
 	// `?rd=/path` names where to go afterwards. Default: `/oauth2/logout`.
 	LogoutPath string `json:"logout_path,omitempty"`
 
-	// UserinfoPath serves the signed-in user's ID token claims and raw ID
-	// token as JSON. Default: `/oauth2/userinfo`.
+	// UserinfoPath serves the signed-in user's ID token claims, raw ID
+	// token and userinfo claims as JSON. Default: `/oauth2/userinfo`.
 	UserinfoPath string `json:"userinfo_path,omitempty"`
 
 	// BackchannelLogoutPath receives OpenID Connect Back-Channel Logout
@@ -291,7 +294,9 @@ func (h *Handler) Provision(ctx caddy.Context) error {
 
 func (h *Handler) provision(ctx caddy.Context, logger *zap.Logger) error {
 	h.logger = logger
-	h.now = time.Now
+	if h.now == nil { // unit tests set their clock beforehand
+		h.now = time.Now
+	}
 	if h.storage == nil {
 		h.storage = storageOf(ctx)
 	}
@@ -441,7 +446,7 @@ func (h *Handler) provision(ctx caddy.Context, logger *zap.Logger) error {
 		SigningAlgs: h.SigningAlgs,
 		HTTPClient:  &http.Client{Timeout: providerRequestTimeout},
 		Logger:      h.logger,
-		Now:         func() time.Time { return h.now() },
+		Now:         h.now,
 	})
 	go h.op.Run(ctx)
 	return nil

@@ -61,14 +61,15 @@ func TestSessionFormattingRevealsNoToken(t *testing.T) {
 }
 
 func TestSessionEndsAfterAbsoluteLifetime(t *testing.T) {
-	h := newTestHandler(t, &Handler{SessionLifetime: caddy.Duration(time.Hour)})
 	start := time.Now()
+	clock := newTestClock(start)
+	h := newTestHandler(t, &Handler{SessionLifetime: caddy.Duration(time.Hour), now: clock.Now})
 	s := testSession(start, 10, 10)
 	for _, c := range []struct {
 		at   time.Duration
 		want int
 	}{{59 * time.Minute, 200}, {61 * time.Minute, 401}} {
-		h.now = func() time.Time { return start.Add(c.at) }
+		clock.Set(start.Add(c.at))
 		rec := httptest.NewRecorder()
 		r := signedInRequest(t, h, s)
 		r.Header.Set("Accept", "application/json")
@@ -80,14 +81,15 @@ func TestSessionEndsAfterAbsoluteLifetime(t *testing.T) {
 }
 
 func TestSessionEndsAfterIdleTimeoutAndUseExtendsIt(t *testing.T) {
-	h := newTestHandler(t, &Handler{IdleTimeout: caddy.Duration(30 * time.Minute)})
 	start := time.Now()
+	clock := newTestClock(start)
+	h := newTestHandler(t, &Handler{IdleTimeout: caddy.Duration(30 * time.Minute), now: clock.Now})
 	s := testSession(start, 10, 10)
 	r := signedInRequest(t, h, s)
 	old := caddyRequest(r) // the same cookies, for later: oidc_auth takes them out of r
 
 	// Used after 20 minutes: still valid, and the cookie is renewed.
-	h.now = func() time.Time { return start.Add(20 * time.Minute) }
+	clock.Set(start.Add(20 * time.Minute))
 	rec := httptest.NewRecorder()
 	_ = h.ServeHTTP(rec, r, &recordingNext{})
 	if statusOf200(rec) != 200 || len(rec.Result().Cookies()) == 0 {
@@ -101,7 +103,7 @@ func TestSessionEndsAfterIdleTimeoutAndUseExtendsIt(t *testing.T) {
 
 	// 40 minutes after sign-in but 20 after last use: valid with the
 	// renewed cookie, not with the old one.
-	h.now = func() time.Time { return start.Add(40 * time.Minute) }
+	clock.Set(start.Add(40 * time.Minute))
 	rec = httptest.NewRecorder()
 	_ = h.ServeHTTP(rec, renewed, &recordingNext{})
 	if statusOf200(rec) != 200 {
@@ -267,14 +269,15 @@ func TestLoginStateExpiresAfterTenMinutes(t *testing.T) {
 		t.Fatal(err)
 	}
 	t.Cleanup(p.Close)
-	h := newTestHandler(t, &Handler{Issuer: p.Issuer(), ClientSecret: p.ClientSecret()})
 	start := time.Now()
+	clock := newTestClock(start)
+	h := newTestHandler(t, &Handler{Issuer: p.Issuer(), ClientSecret: p.ClientSecret(), now: clock.Now})
 	noFollow := &http.Client{CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse }}
 	for _, c := range []struct {
 		after time.Duration
 		want  int
 	}{{9 * time.Minute, http.StatusSeeOther}, {11 * time.Minute, http.StatusBadRequest}} {
-		h.now = func() time.Time { return start }
+		clock.Set(start)
 		login := caddyRequest(httptest.NewRequest(http.MethodGet, "http://example.com/oauth2/login", nil))
 		rec := httptest.NewRecorder()
 		_ = h.ServeHTTP(rec, login, &recordingNext{})
@@ -292,7 +295,7 @@ func TestLoginStateExpiresAfterTenMinutes(t *testing.T) {
 		for _, ck := range rec.Result().Cookies() {
 			callback.AddCookie(ck)
 		}
-		h.now = func() time.Time { return start.Add(c.after) }
+		clock.Set(start.Add(c.after))
 		rec = httptest.NewRecorder()
 		_ = h.ServeHTTP(rec, callback, &recordingNext{})
 		if rec.Code != c.want {

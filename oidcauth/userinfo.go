@@ -1,9 +1,11 @@
 package oidcauth
 
 import (
+	"bytes"
 	"context"
 	"encoding/json"
 	"errors"
+	"maps"
 	"net/http"
 
 	"github.com/oidcgate/caddy-oidc/internal/claims"
@@ -30,37 +32,50 @@ func (h *Handler) userinfoOf(ctx context.Context, st *provider.State, subject, a
 			return nil, err
 		}
 	}
-	if !h.ClaimSources {
-		return info, nil
-	}
-	resolved := map[string]any{}
-	payload, err := jwtPayload(rawIDToken)
-	if err != nil {
-		return nil, err
-	}
-	for _, set := range [][]byte{payload, info} {
-		if len(set) == 0 {
-			continue
-		}
-		got, err := st.ResolveClaimSources(ctx, set, accessToken)
+	var resolved map[string]any
+	if h.ClaimSources {
+		payload, err := jwtPayload(rawIDToken)
 		if err != nil {
 			return nil, err
 		}
-		for k, v := range got {
-			resolved[k] = v
+		resolved = map[string]any{}
+		for _, set := range [][]byte{payload, info} {
+			if len(set) == 0 {
+				continue
+			}
+			got, err := st.ResolveClaimSources(ctx, set, accessToken)
+			if err != nil {
+				return nil, err
+			}
+			maps.Copy(resolved, got)
 		}
 	}
-	if len(resolved) == 0 {
+	return joinResolved(info, resolved)
+}
+
+// joinResolved returns the userinfo claims info with the claims resolved
+// from their sources, if any, in place of the references to them. The
+// sources' descriptions (_claim_sources) are left out in any case: their
+// access tokens are credentials for the sources, not claims about the
+// user, and must reach neither the browser nor the upstream.
+func joinResolved(info []byte, resolved map[string]any) ([]byte, error) {
+	if resolved == nil && !bytes.Contains(info, []byte(`"_claim_sources"`)) {
 		return info, nil
 	}
 	merged := map[string]any{}
 	if len(info) > 0 {
+		var err error
 		if merged, err = claims.Decode(info); err != nil {
 			return nil, err
 		}
 	}
-	for k, v := range resolved {
-		merged[k] = v
+	delete(merged, "_claim_sources")
+	if resolved != nil {
+		delete(merged, "_claim_names")
+		maps.Copy(merged, resolved)
+	}
+	if len(merged) == 0 {
+		return nil, nil
 	}
 	return json.Marshal(merged)
 }

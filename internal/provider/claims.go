@@ -16,15 +16,32 @@ import (
 // provider signed or JSON. It returns the resolved claims, by name; none
 // if the claim set refers to no source.
 func (s *State) ResolveClaimSources(ctx context.Context, claims []byte, accessToken string) (map[string]any, error) {
+	var members struct {
+		Names   json.RawMessage `json:"_claim_names"`
+		Sources json.RawMessage `json:"_claim_sources"`
+	}
+	if err := json.Unmarshal(claims, &members); err != nil || len(members.Names) == 0 {
+		return nil, nil
+	}
+	// Claims that refer to sources which cannot be read are an error, not
+	// claims the user does not have: a deny rule would let them pass.
 	var refs struct {
-		Names   map[string]string `json:"_claim_names"`
+		Names   map[string]string
 		Sources map[string]struct {
 			JWT         string `json:"JWT"`
 			Endpoint    string `json:"endpoint"`
 			AccessToken string `json:"access_token"`
-		} `json:"_claim_sources"`
+		}
 	}
-	if err := json.Unmarshal(claims, &refs); err != nil || len(refs.Names) == 0 {
+	if err := json.Unmarshal(members.Names, &refs.Names); err != nil {
+		return nil, userinfoError("malformed", "_claim_names is not an object of source names")
+	}
+	if len(members.Sources) > 0 {
+		if err := json.Unmarshal(members.Sources, &refs.Sources); err != nil {
+			return nil, userinfoError("malformed", "_claim_sources is not an object of sources")
+		}
+	}
+	if len(refs.Names) == 0 {
 		return nil, nil
 	}
 	// Each source is read once, whatever the number of claims it holds.

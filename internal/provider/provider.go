@@ -218,11 +218,14 @@ func (p *Provider) discover(ctx context.Context, again bool) (*State, error) {
 		p.lastErr = err
 		return nil, fmt.Errorf("%w: %v", ErrUnavailable, err)
 	}
-	p.lastErr = nil
 	st, err := p.newState(md, prev)
 	if err != nil {
-		return nil, err
+		// A document that cannot be used is a failed attempt too: it is
+		// not fetched again for every request in the meantime.
+		p.lastErr = err
+		return nil, fmt.Errorf("%w: %v", ErrUnavailable, err)
 	}
+	p.lastErr = nil
 	p.state.Store(st)
 	if prev == nil {
 		p.logger.Info("identity provider discovered", zap.String("issuer", p.cfg.Issuer))

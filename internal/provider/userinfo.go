@@ -81,10 +81,12 @@ func (s *State) get(ctx context.Context, url, accessToken string) ([]byte, strin
 	switch {
 	case resp.StatusCode >= 500 || resp.StatusCode == http.StatusTooManyRequests:
 		return nil, "", fmt.Errorf("%w: %s answered %s", ErrUnavailable, endpointName(url, s), resp.Status)
-	case resp.StatusCode != http.StatusOK:
+	case resp.StatusCode == http.StatusUnauthorized || resp.StatusCode == http.StatusForbidden:
 		// The WWW-Authenticate error, not the body, which is the
 		// provider's.
 		return nil, "", userinfoError("refused", "%s refused the access token (%s%s)", endpointName(url, s), resp.Status, bearerError(resp.Header))
+	case resp.StatusCode != http.StatusOK:
+		return nil, "", userinfoError("refused", "%s answered %s", endpointName(url, s), resp.Status)
 	}
 	mt, _, _ := mime.ParseMediaType(resp.Header.Get("Content-Type"))
 	return body, mt, nil
@@ -112,17 +114,23 @@ func bearerError(h http.Header) string {
 }
 
 // readClaims returns the claims of a userinfo or claims-source answer: JSON
-// as it is, a JWT verified.
+// as it is, a JWT verified; compacted, for the claims end up in
+// placeholders that header values take, and a provider's pretty-printing
+// or final newline would make those invalid.
 func (s *State) readClaims(ctx context.Context, body []byte, mediaType string) ([]byte, error) {
 	if mediaType == "application/jwt" {
 		payload, err := s.Verifier.SignedUserinfo(ctx, string(bytes.TrimSpace(body)))
 		if err != nil {
 			return nil, userinfoError("signature", "the signed userinfo answer was refused: %v", err)
 		}
-		return payload, nil
+		body = payload
 	}
-	if !json.Valid(body) {
+	var compact bytes.Buffer
+	if err := json.Compact(&compact, body); err != nil {
+		if mediaType == "application/jwt" {
+			return nil, userinfoError("malformed", "the signed userinfo answer's claims are not JSON")
+		}
 		return nil, userinfoError("malformed", "the userinfo answer is neither JSON nor a JWT")
 	}
-	return body, nil
+	return compact.Bytes(), nil
 }

@@ -95,12 +95,14 @@ const logoutTokenTTL = 2 * time.Minute
 // logoutClaims returns the claims every logout token carries, except the
 // times.
 func (p *Provider) logoutClaims() map[string]any {
-	return map[string]any{
+	c := map[string]any{
 		"iss":    p.issuer,
 		"aud":    p.cfg.ClientID,
 		"jti":    randomString(22),
 		"events": map[string]any{"http://schemas.openid.net/event/backchannel-logout": map[string]any{}},
 	}
+	p.setTenant(c, "")
+	return c
 }
 
 // SignLogoutToken builds a logout token from the defaults (iss, aud = the
@@ -154,6 +156,9 @@ func (p *Provider) idToken(g grant, nonce, accessToken string, m Misbehavior) (s
 	c["at_hash"] = atHash(accessToken)
 	if nonce != "" {
 		c["nonce"] = nonce
+	}
+	if err := p.addIDTokenExtras(c, g, accessToken); err != nil {
+		return "", err
 	}
 	p.applyMisbehavior(c, m, time.Now(), time.Hour)
 	switch m {

@@ -147,6 +147,17 @@ type Config struct {
 	// mapped to nil removes that claim. Protocol claims (iss, sub, aud, exp,
 	// iat, auth_time, nonce, at_hash, sid, azp) always win over these.
 	Claims map[string]any
+	// UserinfoClaims are merged over what the userinfo endpoint answers
+	// besides sub, by default the ID token's email and name; a key mapped
+	// to nil removes that claim. With Claims removing a claim from the ID
+	// token and UserinfoClaims adding it, the claim is had at userinfo only,
+	// as with Okta's thin ID tokens. See userinfo.go.
+	UserinfoClaims map[string]any
+	// MultiTenant makes the provider look like Microsoft Entra ID's
+	// /common/v2.0: discovery names the issuer template
+	// http://127.0.0.1:PORT/{tenantid}/v2.0 and tokens carry a tid claim and
+	// their tenant's issuer. See tenants.go.
+	MultiTenant bool
 	// AccessTokenTTL is the expires_in of access tokens. Default 1h.
 	AccessTokenTTL time.Duration
 	// IDTokenPadding, if > 0, adds a "pad" claim so that ID tokens are
@@ -179,6 +190,7 @@ type Provider struct {
 	noIDOnRefresh  bool        // RefreshIDTokens(false)
 	down           bool
 	claims         map[string]any
+	x              extras // userinfo, claim sources, tenants, discovery changes
 	current        *signingKey
 	published      []*signingKey // JWKS content, newest first
 	decoy          *signingKey   // extra JWKS key while MissingKid is active
@@ -284,6 +296,10 @@ func New(cfg Config) (*Provider, error) {
 	mux.HandleFunc("GET /keys", p.handleKeys)
 	mux.HandleFunc("/userinfo", p.handleUserinfo)
 	mux.HandleFunc("/end_session", p.handleEndSession)
+	if err := p.extend(mux); err != nil {
+		ln.Close()
+		return nil, err
+	}
 	p.srv = &httptest.Server{Listener: ln, Config: &http.Server{Handler: p.middleware(mux)}}
 	p.srv.Start()
 	return p, nil
@@ -339,8 +355,9 @@ func mergeClaims(extra map[string]any) (map[string]any, error) {
 }
 
 // Issuer returns the issuer URL, "http://127.0.0.1:PORT" without a trailing
-// slash.
-func (p *Provider) Issuer() string { return p.issuer }
+// slash; with MultiTenant, the one a relying party configures,
+// "http://127.0.0.1:PORT/common/v2.0".
+func (p *Provider) Issuer() string { return p.configuredIssuer() }
 
 // ClientID returns the configured (or default) client ID.
 func (p *Provider) ClientID() string { return p.cfg.ClientID }
@@ -588,10 +605,10 @@ func (p *Provider) middleware(next http.Handler) http.Handler {
 		r.Body = http.MaxBytesReader(w, r.Body, 1<<20)
 		if r.Method == http.MethodGet {
 			p.mu.Lock()
-			switch r.URL.Path {
-			case "/keys":
+			switch {
+			case r.URL.Path == p.keysPathLocked():
 				p.keyFetches++
-			case "/.well-known/openid-configuration":
+			case strings.HasSuffix(r.URL.Path, "/.well-known/openid-configuration"):
 				p.discoveries++
 			}
 			p.mu.Unlock()
@@ -628,8 +645,8 @@ func (p *Provider) middleware(next http.Handler) http.Handler {
 	})
 }
 
-func (p *Provider) handleDiscovery(w http.ResponseWriter, _ *http.Request) {
-	writeJSON(w, http.StatusOK, map[string]any{
+func (p *Provider) handleDiscovery(w http.ResponseWriter, r *http.Request) {
+	doc := map[string]any{
 		"issuer":                                p.issuer,
 		"authorization_endpoint":                p.issuer + "/authorize",
 		"token_endpoint":                        p.issuer + "/token",
@@ -645,7 +662,8 @@ func (p *Provider) handleDiscovery(w http.ResponseWriter, _ *http.Request) {
 		"scopes_supported":                      []string{"openid", "profile", "email", "offline_access"},
 		"backchannel_logout_supported":          true,
 		"backchannel_logout_session_supported":  true,
-	})
+	}
+	writeJSON(w, http.StatusOK, p.changeDiscovery(r, doc))
 }
 
 func (p *Provider) handleAuthorize(w http.ResponseWriter, r *http.Request) {
@@ -851,33 +869,19 @@ func (p *Provider) issueTokens(w http.ResponseWriter, g grant, nonce, scope stri
 	writeJSON(w, http.StatusOK, resp)
 }
 
-func (p *Provider) handleKeys(w http.ResponseWriter, _ *http.Request) {
+func (p *Provider) handleKeys(w http.ResponseWriter, r *http.Request) {
 	p.mu.Lock()
+	if r.URL.Path != p.keysPathLocked() { // moved: see MoveKeys
+		p.mu.Unlock()
+		http.NotFound(w, r)
+		return
+	}
 	keys := slices.Clone(p.published)
 	if (p.misbehavior == MissingKid || p.onRefresh == MissingKid) && p.decoy != nil {
 		keys = append(keys, p.decoy)
 	}
 	p.mu.Unlock()
 	writeJSON(w, http.StatusOK, jwks(keys))
-}
-
-func (p *Provider) handleUserinfo(w http.ResponseWriter, r *http.Request) {
-	scheme, tok, _ := strings.Cut(r.Header.Get("Authorization"), " ")
-	at, ok := p.lookupAccessToken(tok)
-	if !strings.EqualFold(scheme, "Bearer") || !ok {
-		w.Header().Set("WWW-Authenticate", `Bearer error="invalid_token"`)
-		oauthError(w, http.StatusUnauthorized, "invalid_token", "")
-		return
-	}
-	p.mu.Lock()
-	out := map[string]any{"sub": at.subject}
-	for _, k := range []string{"email", "name"} {
-		if v, ok := p.claims[k]; ok {
-			out[k] = v
-		}
-	}
-	p.mu.Unlock()
-	writeJSON(w, http.StatusOK, out)
 }
 
 func (p *Provider) handleEndSession(w http.ResponseWriter, r *http.Request) {
