@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"net/http"
+	"slices"
 	"strings"
 	"sync"
 	"time"
@@ -90,6 +91,7 @@ func (b *BearerConfig) validate() error {
 // bearerIdentity is who a bearer token says the caller is.
 type bearerIdentity struct {
 	token      string
+	provider   *oidcProvider
 	subject    string
 	claims     map[string]any
 	claimsJSON []byte
@@ -111,16 +113,26 @@ type errBearerRefused struct{ reason string }
 
 func (e errBearerRefused) Error() string { return e.reason }
 
-// authenticateBearer verifies a bearer token: a JWT against the provider's
-// keys and the configured rules, anything else, with introspection, at the
-// provider.
+// authenticateBearer verifies a bearer token: a JWT against its
+// provider's keys and the configured rules, anything else, with
+// introspection, at the provider.
 func (h *Handler) authenticateBearer(r *http.Request, token string) (*bearerIdentity, error) {
-	st, err := h.op.Get(r.Context())
-	if err != nil {
-		return nil, err
-	}
 	b := h.Bearer
 	if strings.Count(token, ".") == 2 && len(b.Audience) > 0 {
+		// The token's unverified iss says whose keys are to verify it;
+		// the verification checks iss again.
+		p, ok := h.providerOfIssuer(unverifiedIssuer(token))
+		if !ok {
+			if !h.several() {
+				p = h.defaultProvider() // its verification names the fault
+			} else {
+				return nil, errBearerRefused{"the token is of no configured provider"}
+			}
+		}
+		st, err := p.op.Get(r.Context())
+		if err != nil {
+			return nil, err
+		}
 		at, err := st.Verifier.AccessToken(r.Context(), token, verify.AccessTokenRules{
 			Audiences: b.Audience, RequireTyp: b.Typ != "", Scopes: b.Scopes,
 		})
@@ -130,12 +142,12 @@ func (h *Handler) authenticateBearer(r *http.Request, token string) (*bearerIden
 			}
 			return nil, errBearerRefused{err.Error()}
 		}
-		return &bearerIdentity{token: token, subject: at.Subject, claims: at.Claims, claimsJSON: at.ClaimsJSON}, nil
+		return &bearerIdentity{token: token, subject: at.Subject, claims: at.Claims, claimsJSON: at.ClaimsJSON, provider: p}, nil
 	}
 	if !b.Introspect {
 		return nil, errBearerRefused{"the token is not a JWT access token for this API"}
 	}
-	in, err := h.introspect(r, st, token)
+	p, in, err := h.introspect(r, token)
 	if err != nil {
 		return nil, err
 	}
@@ -159,27 +171,40 @@ func (h *Handler) authenticateBearer(r *http.Request, token string) (*bearerIden
 	if in.Subject == "" {
 		return nil, errBearerRefused{"the introspection answer names no subject"}
 	}
-	return &bearerIdentity{token: token, subject: in.Subject, claims: in.Claims, claimsJSON: in.ClaimsJSON}, nil
+	return &bearerIdentity{token: token, subject: in.Subject, claims: in.Claims, claimsJSON: in.ClaimsJSON, provider: p}, nil
 }
 
-// introspect asks the provider about an opaque token, through the cache.
-func (h *Handler) introspect(r *http.Request, st *provider.State, token string) (*provider.Introspection, error) {
+// introspect asks the providers about an opaque token, through the cache:
+// in their configured order, until one says it is active.
+func (h *Handler) introspect(r *http.Request, token string) (*oidcProvider, *provider.Introspection, error) {
 	b := h.Bearer
 	key := sha256.Sum256([]byte(token))
 	now := h.now()
-	if in, ok := b.cache.get(key, now); ok {
-		return in, nil
+	if e, ok := b.cache.get(key, now); ok {
+		return e.provider, e.in, nil
 	}
-	in, err := st.Introspect(r.Context(), token)
-	if err != nil {
-		return nil, err
+	var (
+		p  *oidcProvider
+		in *provider.Introspection
+	)
+	for _, p = range h.providers {
+		st, err := p.op.Get(r.Context())
+		if err != nil {
+			return nil, nil, err
+		}
+		if in, err = st.Introspect(r.Context(), token); err != nil {
+			return nil, nil, err
+		}
+		if in.Active {
+			break
+		}
 	}
 	until := now.Add(time.Duration(b.IntrospectionCacheTTL))
 	if !in.Expiry.IsZero() && in.Expiry.Before(until) {
 		until = in.Expiry
 	}
-	b.cache.put(key, in, until, now)
-	return in, nil
+	b.cache.put(key, introspected{provider: p, in: in}, until, now)
+	return p, in, nil
 }
 
 // introspectionCache keeps introspection answers, by a hash of the token,
@@ -191,21 +216,22 @@ type introspectionCache struct {
 }
 
 type introspected struct {
-	in    *provider.Introspection
-	until time.Time
+	provider *oidcProvider
+	in       *provider.Introspection
+	until    time.Time
 }
 
-func (c *introspectionCache) get(key [32]byte, now time.Time) (*provider.Introspection, bool) {
+func (c *introspectionCache) get(key [32]byte, now time.Time) (introspected, bool) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	e, ok := c.entries[key]
 	if !ok || !now.Before(e.until) {
-		return nil, false
+		return introspected{}, false
 	}
-	return e.in, true
+	return e, true
 }
 
-func (c *introspectionCache) put(key [32]byte, in *provider.Introspection, until, now time.Time) {
+func (c *introspectionCache) put(key [32]byte, e introspected, until, now time.Time) {
 	if !now.Before(until) {
 		return
 	}
@@ -224,7 +250,8 @@ func (c *introspectionCache) put(key [32]byte, in *provider.Introspection, until
 			delete(c.entries, k) // an arbitrary one: a miss costs a call
 		}
 	}
-	c.entries[key] = introspected{in, until}
+	e.until = until
+	c.entries[key] = e
 }
 
 // len is the number of answers kept.
@@ -280,20 +307,30 @@ func (h *Handler) serveResourceMetadata(w http.ResponseWriter, r *http.Request) 
 		writeJSON(w, http.StatusMethodNotAllowed, map[string]string{"error": "method_not_allowed"})
 		return nil
 	}
-	issuer := h.op.Issuer()
-	if st := h.op.Current(); st != nil {
-		issuer = st.Metadata.Issuer
+	issuers := make([]string, 0, len(h.providers))
+	var algs []string
+	for _, p := range h.providers {
+		issuer := p.op.Issuer()
+		if st := p.op.Current(); st != nil {
+			issuer = st.Metadata.Issuer
+		}
+		issuers = append(issuers, issuer)
+		for _, a := range p.cfg.SigningAlgs {
+			if !slices.Contains(algs, a) {
+				algs = append(algs, a)
+			}
+		}
 	}
 	doc := map[string]any{
 		"resource":                 requestOrigin(r),
-		"authorization_servers":    []string{issuer},
+		"authorization_servers":    issuers,
 		"bearer_methods_supported": []string{"header"},
 	}
 	if len(h.Bearer.Scopes) > 0 {
 		doc["scopes_supported"] = h.Bearer.Scopes
 	}
-	if len(h.SigningAlgs) > 0 {
-		doc["resource_signing_alg_values_supported"] = h.SigningAlgs
+	if len(algs) > 0 {
+		doc["resource_signing_alg_values_supported"] = algs
 	}
 	w.Header().Set("Access-Control-Allow-Origin", "*")
 	writeJSON(w, http.StatusOK, doc)

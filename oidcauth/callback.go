@@ -41,6 +41,19 @@ func (h *Handler) serveCallback(w http.ResponseWriter, r *http.Request) error {
 		return h.errorPage(w, r, http.StatusBadRequest, "Sign-in could not be completed",
 			"This sign-in link is unknown, expired or was already used.", true)
 	}
+	p, ok := h.providerNamed(ls.Provider)
+	if !ok {
+		return h.errorPage(w, r, http.StatusBadRequest, "Sign-in could not be completed",
+			"The identity provider this sign-in started with is no longer configured.", true)
+	}
+	// RFC 9207: a provider that names itself in its answer must name the
+	// provider the sign-in went to; with several providers, an answer of
+	// another (a mix-up attack) must not be taken for this one's.
+	if q.Has("iss") && !p.issuerMatches(q.Get("iss")) {
+		h.logger.Warn("callback from another issuer than the sign-in went to", zap.String("provider", p.metricName()), zap.String("iss", truncate(q.Get("iss"), 200)))
+		return h.errorPage(w, r, http.StatusBadRequest, "Sign-in could not be completed",
+			"The answer names another identity provider than the one this sign-in went to.", true)
+	}
 	if e := q.Get("error"); e != "" {
 		desc := q.Get("error_description")
 		h.logger.Info("provider refused sign-in", zap.String("error", truncate(e, 100)), zap.String("error_description", truncate(desc, 300)))
@@ -53,7 +66,7 @@ func (h *Handler) serveCallback(w http.ResponseWriter, r *http.Request) error {
 			"The identity provider's answer has no authorization code.", true)
 	}
 
-	st, err := h.op.Get(r.Context())
+	st, err := p.op.Get(r.Context())
 	if err != nil {
 		return h.providerUnavailable(w, r, err)
 	}
@@ -89,14 +102,17 @@ func (h *Handler) serveCallback(w http.ResponseWriter, r *http.Request) error {
 		rawIDToken:   tok.IDToken,
 		accessToken:  tok.AccessToken,
 		refreshToken: tok.RefreshToken,
-		tokenExpiry:  h.accessTokenExpiry(tok.Expiry, tok.AccessToken, now),
+		tokenExpiry:  p.accessTokenExpiry(tok.Expiry, tok.AccessToken, now),
 		createdAt:    now,
 		lastSeen:     now,
 		owner:        h,
+		provider:     p,
+		providerName: p.name,
 	}
+	s.subjectKey, s.sidKey, s.signInKey = p.indexKey(s.subject), p.indexKey(s.sid), p.indexKey(s.signInID)
 	// A user's claims, and so the rules that read them, must not depend on
 	// whether the provider answered: without userinfo, no sign-in.
-	if s.userinfoJSON, err = h.userinfoOf(ctx, st, s.subject, tok.AccessToken, tok.IDToken); err != nil {
+	if s.userinfoJSON, err = p.userinfoOf(ctx, st, s.subject, tok.AccessToken, tok.IDToken); err != nil {
 		if errors.Is(err, errProviderUnavailable) {
 			h.logger.Warn("userinfo unavailable at sign-in", zap.Error(err))
 			return h.providerUnavailable(w, r, err)
@@ -113,7 +129,7 @@ func (h *Handler) serveCallback(w http.ResponseWriter, r *http.Request) error {
 		return h.errorPage(w, r, http.StatusServiceUnavailable, "Sign-in could not be completed",
 			"The session could not be saved.", true)
 	}
-	h.logger.Info("signed in", zap.String("sub", s.subject))
+	h.logger.Info("signed in", zap.String("sub", s.subject), zap.String("provider", p.metricName()))
 	w.Header().Set("Cache-Control", "no-store")
 	http.Redirect(w, r, safeRedirect(ls.Redirect), http.StatusSeeOther)
 	return nil

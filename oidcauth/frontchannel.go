@@ -49,11 +49,12 @@ func (h *Handler) serveFrontchannelLogout(w http.ResponseWriter, r *http.Request
 		h.logger.Info("front-channel logout refused: iss and sid go together")
 		return h.frontchannelPage(w, http.StatusBadRequest)
 	}
-	if !h.issuerMatches(iss) {
+	p, ok := h.providerOfIssuer(iss)
+	if !ok {
 		h.logger.Info("front-channel logout refused: another issuer", zap.String("iss", truncate(iss, 200)))
 		return h.frontchannelPage(w, http.StatusBadRequest)
 	}
-	if err := h.endProviderSessions(r, "", sid); err != nil {
+	if err := h.endProviderSessions(r, p, "", sid); err != nil {
 		h.logger.Error("front-channel logout", zap.Error(err))
 		return h.frontchannelPage(w, http.StatusServiceUnavailable)
 	}
@@ -61,21 +62,11 @@ func (h *Handler) serveFrontchannelLogout(w http.ResponseWriter, r *http.Request
 	return h.frontchannelPage(w, http.StatusOK)
 }
 
-// issuerMatches reports whether iss is the provider's issuer (for a
-// multi-tenant provider, its issuer with an admitted tenant).
-func (h *Handler) issuerMatches(iss string) bool {
-	if iss == h.op.Issuer() {
-		return true
-	}
-	st := h.op.Current()
-	return st != nil && st.Verifier.IssuerOfTenant(iss)
-}
-
-// endProviderSessions ends every session of the user sub (sid == "") or of
-// the provider session sid: server-side sessions are deleted, cookie
+// endProviderSessions ends every session of provider p's user sub (sid ==
+// "") or provider session sid: server-side sessions are deleted, cookie
 // sessions revoked until they would have expired anyway.
-func (h *Handler) endProviderSessions(r *http.Request, sub, sid string) error {
-	subKey, sidKey := h.indexKey(sub), h.indexKey(sid)
+func (h *Handler) endProviderSessions(r *http.Request, p *oidcProvider, sub, sid string) error {
+	subKey, sidKey := p.indexKey(sub), p.indexKey(sid)
 	switch store := h.store.(type) {
 	case *serverStore:
 		_, err := store.endSessions(r.Context(), subKey, sidKey)

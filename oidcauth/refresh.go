@@ -192,12 +192,13 @@ func (g *refreshGroup) remember(key string, s *Session, now time.Time) {
 	g.recent[key] = recentRefresh{s, now}
 }
 
-// refreshTokens redeems the session's refresh token. A new ID token, if the
+// refreshTokens redeems the session's refresh token at its provider. A new ID token, if the
 // provider sends one, is verified like the first (OpenID Connect Core 12.2)
 // and must be about the same subject. With Userinfo `refresh`, the
 // userinfo endpoint is asked again.
 func (h *Handler) refreshTokens(ctx context.Context, s *Session) (*Session, error) {
-	st, err := h.op.Get(ctx)
+	p := s.provider
+	st, err := p.op.Get(ctx)
 	if err != nil {
 		return nil, err
 	}
@@ -217,7 +218,7 @@ func (h *Handler) refreshTokens(ctx context.Context, s *Session) (*Session, erro
 	ns := *s
 	ns.record = nil // not stored yet
 	ns.accessToken = tok.AccessToken
-	ns.tokenExpiry = h.accessTokenExpiry(tok.Expiry, tok.AccessToken, h.now())
+	ns.tokenExpiry = p.accessTokenExpiry(tok.Expiry, tok.AccessToken, h.now())
 	if tok.RefreshToken != "" {
 		ns.refreshToken = tok.RefreshToken
 	}
@@ -233,8 +234,8 @@ func (h *Handler) refreshTokens(ctx context.Context, s *Session) (*Session, erro
 		}
 		ns.rawIDToken = tok.IDToken
 	}
-	if h.Userinfo == userinfoRefresh {
-		info, err := h.userinfoOf(ctx, st, ns.subject, ns.accessToken, ns.rawIDToken)
+	if p.cfg.Userinfo == userinfoRefresh {
+		info, err := p.userinfoOf(ctx, st, ns.subject, ns.accessToken, ns.rawIDToken)
 		switch {
 		case errors.Is(err, errProviderUnavailable):
 			// The new tokens are kept (a rotated refresh token cannot be
