@@ -70,6 +70,7 @@ func (h *Handler) serveBackchannelLogout(w http.ResponseWriter, r *http.Request)
 		return nil
 	}
 	h.logger.Info("back-channel logout", zap.String("sub", lt.Subject), zap.String("sid", lt.SessionID))
+	h.loggedOut(p, logoutBackchannel, lt.Subject, lt.SessionID)
 	w.WriteHeader(http.StatusOK)
 	return nil
 }

@@ -13,6 +13,7 @@ import (
 	"github.com/caddyserver/caddy/v2"
 	"go.uber.org/zap"
 
+	"github.com/oidcgate/caddy-oidc/internal/metrics"
 	"github.com/oidcgate/caddy-oidc/internal/provider"
 	"github.com/oidcgate/caddy-oidc/internal/verify"
 )
@@ -181,8 +182,10 @@ func (h *Handler) introspect(r *http.Request, token string) (*oidcProvider, *pro
 	key := sha256.Sum256([]byte(token))
 	now := h.now()
 	if e, ok := b.cache.get(key, now); ok {
+		metrics.IntrospectionCache.WithLabelValues("hit").Inc()
 		return e.provider, e.in, nil
 	}
+	metrics.IntrospectionCache.WithLabelValues("miss").Inc()
 	var (
 		p  *oidcProvider
 		in *provider.Introspection
@@ -346,9 +349,11 @@ func (h *Handler) serveBearer(w http.ResponseWriter, r *http.Request, token stri
 	switch {
 	case errors.As(err, &refused):
 		h.logger.Info("bearer token refused", zap.String("reason", refused.reason))
+		metrics.BearerTokens.WithLabelValues("refused").Inc()
 		return h.bearerChallenge(w, r, "the access token is not valid here")
 	case err != nil:
 		h.logger.Warn("bearer token could not be checked", zap.Error(err))
+		metrics.BearerTokens.WithLabelValues("unavailable").Inc()
 		w.Header().Set("Retry-After", "5")
 		writeJSON(w, http.StatusServiceUnavailable, map[string]string{
 			"error":   "temporarily_unavailable",
@@ -357,7 +362,10 @@ func (h *Handler) serveBearer(w http.ResponseWriter, r *http.Request, token stri
 		return nil
 	}
 	if d := h.rules.Decide(id.ruleClaims()); !d.Allowed {
+		metrics.BearerTokens.WithLabelValues("denied").Inc()
+		h.emit(eventAccessDenied, id.provider, id.subject, "", d.Rule)
 		return h.accessDenied(w, r, id.subject, d.Rule)
 	}
+	metrics.BearerTokens.WithLabelValues("accepted").Inc()
 	return next(attachBearer(r, id))
 }

@@ -43,6 +43,7 @@ func (h *Handler) serveFrontchannelLogout(w http.ResponseWriter, r *http.Request
 				return h.frontchannelPage(w, http.StatusServiceUnavailable)
 			}
 			h.logger.Info("front-channel logout", zap.String("sub", s.subject))
+			h.loggedOut(s.provider, logoutFrontchannel, s.subject, s.sid)
 		}
 		return h.frontchannelPage(w, http.StatusOK)
 	case iss == "" || sid == "":
@@ -59,6 +60,7 @@ func (h *Handler) serveFrontchannelLogout(w http.ResponseWriter, r *http.Request
 		return h.frontchannelPage(w, http.StatusServiceUnavailable)
 	}
 	h.logger.Info("front-channel logout", zap.String("sid", sid))
+	h.loggedOut(p, logoutFrontchannel, "", sid)
 	return h.frontchannelPage(w, http.StatusOK)
 }
 

@@ -11,6 +11,8 @@ import (
 	"time"
 
 	"github.com/caddyserver/caddy/v2/modules/caddyhttp"
+
+	"github.com/oidcgate/caddy-oidc/internal/metrics"
 	"go.uber.org/zap"
 	"golang.org/x/oauth2"
 )
@@ -102,6 +104,7 @@ func (h *Handler) startLogin(w http.ResponseWriter, r *http.Request, p *oidcProv
 	http.SetCookie(w, h.loginCookies.cookie(r, h.loginCookieName(r, ls.State), h.keys.sealString(plain, h.loginAAD()), loginStateTTL))
 
 	w.Header().Set("Cache-Control", "no-store")
+	metrics.SignInsStarted.WithLabelValues(p.metricName()).Inc()
 	http.Redirect(w, r, st.AuthCodeURL(h.redirectURI(r), ls.State, ls.Nonce, ls.Verifier, p.cfg.AuthParams), http.StatusFound)
 	return nil
 }

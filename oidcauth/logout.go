@@ -61,6 +61,7 @@ func (h *Handler) serveLogout(w http.ResponseWriter, r *http.Request) error {
 	w.Header().Set("Cache-Control", "no-store")
 	if s != nil {
 		h.logger.Info("signed out", zap.String("sub", s.subject))
+		h.loggedOut(s.provider, logoutUser, s.subject, s.sid)
 	}
 
 	var st *provider.State

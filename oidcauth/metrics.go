@@ -22,6 +22,7 @@ const (
 	failTokenEndpoint       = "token_endpoint"
 	failIDToken             = "id_token"
 	failNonce               = "nonce"
+	failIssuer              = "issuer"
 	failUserinfo            = "userinfo"
 	failRuleDenied          = "rule_denied"
 	failProviderUnavailable = "provider_unavailable"
@@ -35,6 +36,25 @@ const (
 	logoutFrontchannel = "frontchannel"
 	logoutExpired      = "expired"
 )
+
+// signedIn counts and announces a completed sign-in.
+func (h *Handler) signedIn(s *Session) {
+	metrics.SignInsCompleted.WithLabelValues(s.provider.metricName()).Inc()
+	h.emitSession(eventSignedIn, s, "")
+}
+
+// loggedOut counts and announces the end of sessions of p's user sub
+// (or provider session sid) of the given kind: the user's own sign-out
+// and expiry are oidc_signed_out, the provider's logouts
+// oidc_session_revoked.
+func (h *Handler) loggedOut(p *oidcProvider, kind, sub, sid string) {
+	metrics.Logouts.WithLabelValues(p.metricName(), kind).Inc()
+	name := eventSignedOut
+	if kind == logoutBackchannel || kind == logoutFrontchannel {
+		name = eventSessionRevoked
+	}
+	h.emit(name, p, sub, sid, kind)
+}
 
 // signInFailed counts a callback that established no session. A callback
 // whose login state is unknown belongs to no provider: its provider label

@@ -520,6 +520,7 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request, next caddyht
 	}
 	if h.rules != nil {
 		if d := h.rules.Decide(s.ruleClaims()); !d.Allowed {
+			h.emitSession(eventAccessDenied, s, d.Rule)
 			return h.accessDenied(w, r, s.subject, d.Rule)
 		}
 	}
@@ -548,6 +549,13 @@ func (h *Handler) session(w http.ResponseWriter, r *http.Request, rc *requestCoo
 	}
 	now := h.now()
 	if s.expired(now, time.Duration(h.SessionLifetime), time.Duration(h.IdleTimeout)) {
+		// Ended by its lifetime or idle timeout: forgotten here, so that
+		// it is counted once.
+		if err := h.store.Delete(w, r, s); err != nil {
+			h.logger.Error("deleting an expired session", zap.Error(err))
+		} else {
+			h.loggedOut(s.provider, logoutExpired, s.subject, s.sid)
+		}
 		return nil, nil
 	}
 	if h.touchInterval > 0 && now.Sub(s.lastSeen) >= h.touchInterval {

@@ -10,6 +10,7 @@ import (
 
 	"go.uber.org/zap"
 
+	"github.com/oidcgate/caddy-oidc/internal/metrics"
 	"github.com/oidcgate/caddy-oidc/internal/provider"
 	"github.com/oidcgate/caddy-oidc/internal/sessionstore"
 	"github.com/oidcgate/caddy-oidc/internal/verify"
@@ -192,11 +193,30 @@ func (g *refreshGroup) remember(key string, s *Session, now time.Time) {
 	g.recent[key] = recentRefresh{s, now}
 }
 
-// refreshTokens redeems the session's refresh token at its provider. A new ID token, if the
+// refreshTokens redeems the session's refresh token at its provider,
+// and counts and announces the result.
+func (h *Handler) refreshTokens(ctx context.Context, s *Session) (*Session, error) {
+	ns, err := h.redeemRefreshToken(ctx, s)
+	result := "ok"
+	switch {
+	case err == nil:
+	case errors.Is(err, ErrSessionEnded):
+		result = "ended"
+	default:
+		result = "failed"
+	}
+	metrics.Refreshes.WithLabelValues(s.provider.metricName(), result).Inc()
+	if err != nil {
+		h.emitSession(eventRefreshFailed, s, result)
+	}
+	return ns, err
+}
+
+// redeemRefreshToken redeems the session's refresh token at its provider. A new ID token, if the
 // provider sends one, is verified like the first (OpenID Connect Core 12.2)
 // and must be about the same subject. With Userinfo `refresh`, the
 // userinfo endpoint is asked again.
-func (h *Handler) refreshTokens(ctx context.Context, s *Session) (*Session, error) {
+func (h *Handler) redeemRefreshToken(ctx context.Context, s *Session) (*Session, error) {
 	p := s.provider
 	st, err := p.op.Get(ctx)
 	if err != nil {

@@ -45,8 +45,10 @@ var (
 	// SignInsCompleted counts sign-ins that established a session.
 	SignInsCompleted = counter("sign_ins_completed_total", "Sign-ins that established a session.", "provider")
 	// SignInsFailed counts callbacks that established no session, by
-	// reason: state, provider_error, no_code, token_endpoint, id_token,
-	// nonce, userinfo, rule_denied, provider_unavailable, session_store.
+	// reason: state, issuer, provider_error, no_code, token_endpoint,
+	// id_token, nonce, userinfo, provider_unavailable, session_store; and
+	// rule_denied, a sign-in the provider completed for a user the allow
+	// and deny rules refuse.
 	SignInsFailed = counter("sign_ins_failed_total", "Sign-in callbacks that established no session, by reason.", "provider", "reason")
 	// Refreshes counts token refreshes by result: ok, ended (the provider
 	// refused the refresh token), failed (the provider could not be
