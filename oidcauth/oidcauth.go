@@ -466,6 +466,11 @@ func (h *Handler) Validate() error {
 	if h.SessionLifetime < 0 || h.IdleTimeout < 0 {
 		return fmt.Errorf("session_lifetime and idle_timeout must not be negative")
 	}
+	for _, name := range h.rules.Providers() {
+		if _, ok := h.providerNamed(name); !ok || name == "" {
+			return fmt.Errorf("rules: provider %q: no provider block of that name", name)
+		}
+	}
 	if h.Bearer != nil {
 		if err := h.Bearer.validate(); err != nil {
 			return err
