@@ -73,10 +73,13 @@ func (h *Handler) serveLogin(w http.ResponseWriter, r *http.Request) error {
 }
 
 // signIn sends an unauthenticated navigation to sign in: to the provider,
-// or, with several, to the page that lets the user choose one.
+// or, with several, to the login path's page that lets the user choose
+// one (a redirect, so that the page is never taken for the one asked for).
 func (h *Handler) signIn(w http.ResponseWriter, r *http.Request, rd string) error {
 	if h.several() {
-		return h.chooseProvider(w, r, rd, http.StatusOK)
+		w.Header().Set("Cache-Control", "no-store")
+		http.Redirect(w, r, h.LoginPath+"?rd="+url.QueryEscape(rd), http.StatusFound)
+		return nil
 	}
 	return h.startLogin(w, r, h.defaultProvider(), rd)
 }
