@@ -143,59 +143,64 @@ func sameEndpoint(endpoint, at string) bool {
 type measuredRevocations struct {
 	next sessionstore.Revocations
 	name string
-	// untimed operations are in memory: timing them would cost more than
-	// they do, on every request.
-	untimed map[string]bool
+	// untimedChecks: the revocation checks and replay memory are in
+	// memory (Caddy's storage keeps a copy there); timing them would cost
+	// more than they do, on every request.
+	untimedChecks bool
 }
 
 // measure wraps a store's or revocation list's operations.
 func measure(backend sessionstore.Revocations, name string) sessionstore.Revocations {
-	mr := measuredRevocations{next: backend, name: name}
-	if name == "storage" {
-		mr.untimed = map[string]bool{"revoked": true, "remember": true}
-	}
+	mr := measuredRevocations{next: backend, name: name, untimedChecks: name == "storage"}
 	if st, ok := backend.(sessionstore.Store); ok {
 		return &measuredStore{measuredRevocations: mr, store: st}
 	}
 	return &mr
 }
 
-// observe returns what to call when operation op has ended with err.
-func (m *measuredRevocations) observe(op string) func(err error) {
-	if m.untimed[op] {
-		return func(err error) {
-			if err != nil {
-				metrics.StoreErrors.WithLabelValues(m.name, op).Inc()
-			}
-		}
+// done records operation op, started at start, which ended with err.
+func (m *measuredRevocations) done(op string, start time.Time, err error) {
+	metrics.StoreDuration.WithLabelValues(m.name, op).Observe(time.Since(start).Seconds())
+	if err != nil && !errors.Is(err, sessionstore.ErrNotFound) {
+		metrics.StoreErrors.WithLabelValues(m.name, op).Inc()
 	}
-	start := time.Now()
-	return func(err error) {
-		metrics.StoreDuration.WithLabelValues(m.name, op).Observe(time.Since(start).Seconds())
-		if err != nil && !errors.Is(err, sessionstore.ErrNotFound) {
-			metrics.StoreErrors.WithLabelValues(m.name, op).Inc()
-		}
+}
+
+// check records an untimed operation's error.
+func (m *measuredRevocations) check(op string, err error) {
+	if err != nil {
+		metrics.StoreErrors.WithLabelValues(m.name, op).Inc()
 	}
 }
 
 func (m *measuredRevocations) Revoke(ctx context.Context, sel sessionstore.Selector, at, until time.Time) error {
-	done := m.observe("revoke")
+	start := time.Now()
 	err := m.next.Revoke(ctx, sel, at, until)
-	done(err)
+	m.done("revoke", start, err)
 	return err
 }
 
 func (m *measuredRevocations) Revoked(ctx context.Context, sel sessionstore.Selector, issuedAt time.Time) (bool, error) {
-	done := m.observe("revoked")
+	if m.untimedChecks {
+		ok, err := m.next.Revoked(ctx, sel, issuedAt)
+		m.check("revoked", err)
+		return ok, err
+	}
+	start := time.Now()
 	ok, err := m.next.Revoked(ctx, sel, issuedAt)
-	done(err)
+	m.done("revoked", start, err)
 	return ok, err
 }
 
 func (m *measuredRevocations) Remember(ctx context.Context, key string, until time.Time) (bool, error) {
-	done := m.observe("remember")
+	if m.untimedChecks {
+		ok, err := m.next.Remember(ctx, key, until)
+		m.check("remember", err)
+		return ok, err
+	}
+	start := time.Now()
 	ok, err := m.next.Remember(ctx, key, until)
-	done(err)
+	m.done("remember", start, err)
 	return ok, err
 }
 
@@ -207,51 +212,51 @@ type measuredStore struct {
 }
 
 func (m *measuredStore) Get(ctx context.Context, id string) (sessionstore.Record, error) {
-	done := m.observe("get")
+	start := time.Now()
 	rec, err := m.store.Get(ctx, id)
-	done(err)
+	m.done("get", start, err)
 	return rec, err
 }
 
 func (m *measuredStore) Reload(ctx context.Context, id string) (sessionstore.Record, error) {
-	done := m.observe("reload")
+	start := time.Now()
 	rec, err := m.store.Reload(ctx, id)
-	done(err)
+	m.done("reload", start, err)
 	return rec, err
 }
 
 func (m *measuredStore) Put(ctx context.Context, id string, rec sessionstore.Record) error {
-	done := m.observe("put")
+	start := time.Now()
 	err := m.store.Put(ctx, id, rec)
-	done(err)
+	m.done("put", start, err)
 	return err
 }
 
 func (m *measuredStore) Replace(ctx context.Context, id string, old []byte, rec sessionstore.Record) (bool, error) {
-	done := m.observe("replace")
+	start := time.Now()
 	ok, err := m.store.Replace(ctx, id, old, rec)
-	done(err)
+	m.done("replace", start, err)
 	return ok, err
 }
 
 func (m *measuredStore) Delete(ctx context.Context, id string) error {
-	done := m.observe("delete")
+	start := time.Now()
 	err := m.store.Delete(ctx, id)
-	done(err)
+	m.done("delete", start, err)
 	return err
 }
 
 func (m *measuredStore) DeleteMatching(ctx context.Context, subject, sid string) (int, error) {
-	done := m.observe("delete_matching")
+	start := time.Now()
 	n, err := m.store.DeleteMatching(ctx, subject, sid)
-	done(err)
+	m.done("delete_matching", start, err)
 	return n, err
 }
 
 func (m *measuredStore) TryLock(ctx context.Context, key string, lease time.Duration) (func(), bool, error) {
-	done := m.observe("lock")
+	start := time.Now()
 	release, ok, err := m.store.TryLock(ctx, key, lease)
-	done(err)
+	m.done("lock", start, err)
 	return release, ok, err
 }
 
