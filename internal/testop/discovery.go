@@ -118,7 +118,7 @@ func (p *Provider) MoveKeys(name string) string {
 	p.mu.Lock()
 	p.x.keysPath = path
 	p.mu.Unlock()
-	return p.issuer + path
+	return p.endpoint(path)
 }
 
 // keysPathLocked is where the JWKS is served; p.mu must be held.
@@ -143,7 +143,7 @@ func (p *Provider) changeDiscovery(r *http.Request, doc map[string]any) map[stri
 	if p.x.noUserinfo {
 		delete(doc, "userinfo_endpoint")
 	}
-	doc["jwks_uri"] = p.issuer + p.keysPathLocked()
+	doc["jwks_uri"] = p.endpoint(p.keysPathLocked())
 	for k, v := range p.x.discovery {
 		if v == nil {
 			delete(doc, k)

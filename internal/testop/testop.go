@@ -173,6 +173,11 @@ type Config struct {
 	// nothing about how tokens are signed; announcing "none" or "HS256"
 	// lets tests check that a relying party does not trust the announcement.
 	SigningAlgs []string
+	// IssuerPath puts the issuer, and every endpoint, below this path, as
+	// the conformance suite's "/test/a/<alias>/" (a trailing slash is part
+	// of the issuer; endpoints are <issuer>authorize, ... without a double
+	// slash). Requests outside it answer 404. Not with MultiTenant.
+	IssuerPath string
 }
 
 // Provider is a running test OpenID provider. All methods are safe for
@@ -300,7 +305,12 @@ func New(cfg Config) (*Provider, error) {
 		ln.Close()
 		return nil, err
 	}
-	p.srv = &httptest.Server{Listener: ln, Config: &http.Server{Handler: p.middleware(mux)}}
+	var handler http.Handler = p.middleware(mux)
+	if prefix := strings.TrimSuffix(cfg.IssuerPath, "/"); prefix != "" {
+		p.issuer += "/" + strings.TrimPrefix(cfg.IssuerPath, "/")
+		handler = http.StripPrefix("/"+strings.TrimPrefix(prefix, "/"), handler)
+	}
+	p.srv = &httptest.Server{Listener: ln, Config: &http.Server{Handler: handler}}
 	p.srv.Start()
 	return p, nil
 }
@@ -355,9 +365,15 @@ func mergeClaims(extra map[string]any) (map[string]any, error) {
 }
 
 // Issuer returns the issuer URL, "http://127.0.0.1:PORT" without a trailing
-// slash; with MultiTenant, the one a relying party configures,
-// "http://127.0.0.1:PORT/common/v2.0".
+// slash (with IssuerPath, followed by it); with MultiTenant, the one a
+// relying party configures, "http://127.0.0.1:PORT/common/v2.0".
 func (p *Provider) Issuer() string { return p.configuredIssuer() }
+
+// endpoint is the URL of the provider's path (which starts with a slash):
+// below the issuer, with exactly one slash between them.
+func (p *Provider) endpoint(path string) string {
+	return strings.TrimSuffix(p.issuer, "/") + path
+}
 
 // ClientID returns the configured (or default) client ID.
 func (p *Provider) ClientID() string { return p.cfg.ClientID }
@@ -648,11 +664,11 @@ func (p *Provider) middleware(next http.Handler) http.Handler {
 func (p *Provider) handleDiscovery(w http.ResponseWriter, r *http.Request) {
 	doc := map[string]any{
 		"issuer":                                p.issuer,
-		"authorization_endpoint":                p.issuer + "/authorize",
-		"token_endpoint":                        p.issuer + "/token",
-		"jwks_uri":                              p.issuer + "/keys",
-		"userinfo_endpoint":                     p.issuer + "/userinfo",
-		"end_session_endpoint":                  p.issuer + "/end_session",
+		"authorization_endpoint":                p.endpoint("/authorize"),
+		"token_endpoint":                        p.endpoint("/token"),
+		"jwks_uri":                              p.endpoint("/keys"),
+		"userinfo_endpoint":                     p.endpoint("/userinfo"),
+		"end_session_endpoint":                  p.endpoint("/end_session"),
 		"response_types_supported":              []string{"code"},
 		"grant_types_supported":                 []string{"authorization_code", "refresh_token"},
 		"subject_types_supported":               []string{"public"},
