@@ -34,6 +34,8 @@ type extras struct {
 	// this file
 	discovery map[string]any // changes to the discovery document
 	keysPath  string         // where the JWKS is served; "" for /keys
+
+	keys keyState // keysets.go
 }
 
 // extend sets up the state and the routes of the extra features; New calls

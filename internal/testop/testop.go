@@ -469,6 +469,9 @@ func (p *Provider) SetClaims(claims map[string]any) error {
 // RotateKeys switches to a new RSA signing key with a new kid. The JWKS
 // publishes the new key and, if keepOld, the previously published ones.
 func (p *Provider) RotateKeys(keepOld bool) {
+	if p.rotateKeySet(keepOld) {
+		return
+	}
 	key, err := newSigningKey()
 	if err != nil {
 		return // cannot happen with crypto/rand and a fixed key size
@@ -897,7 +900,7 @@ func (p *Provider) handleKeys(w http.ResponseWriter, r *http.Request) {
 		keys = append(keys, p.decoy)
 	}
 	p.mu.Unlock()
-	writeJSON(w, http.StatusOK, jwks(keys))
+	writeJSON(w, http.StatusOK, p.publishedKeySet(keys))
 }
 
 func (p *Provider) handleEndSession(w http.ResponseWriter, r *http.Request) {
