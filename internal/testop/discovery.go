@@ -35,7 +35,8 @@ type extras struct {
 	discovery map[string]any // changes to the discovery document
 	keysPath  string         // where the JWKS is served; "" for /keys
 
-	keys keyState // keysets.go
+	keys  keyState   // keysets.go
+	suite suiteState // conformance.go
 }
 
 // extend sets up the state and the routes of the extra features; New calls
@@ -56,6 +57,7 @@ func (p *Provider) extend(mux *http.ServeMux) error {
 	p.x.sourceCalls = map[string]int{}
 	mux.HandleFunc("GET /jwks/{name}", p.handleKeys)
 	mux.HandleFunc("/claims/{name}", p.handleClaimSource)
+	mux.HandleFunc("GET /check_session", p.handleCheckSession)
 	if p.cfg.MultiTenant {
 		mux.HandleFunc("GET /{tenant}/v2.0/.well-known/openid-configuration", p.handleDiscovery)
 	}
@@ -146,6 +148,7 @@ func (p *Provider) changeDiscovery(r *http.Request, doc map[string]any) map[stri
 		delete(doc, "userinfo_endpoint")
 	}
 	doc["jwks_uri"] = p.endpoint(p.keysPathLocked())
+	p.sessionManagementDiscoveryLocked(doc)
 	for k, v := range p.x.discovery {
 		if v == nil {
 			delete(doc, k)

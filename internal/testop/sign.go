@@ -170,9 +170,10 @@ func (p *Provider) SignWithUnknownKid(claims map[string]any) (string, error) {
 	return signJWS(payload, jose.SigningKey{Algorithm: jose.RS256, Key: key}, "JWT")
 }
 
-// idToken builds and signs the ID token for a grant. nonce is empty for
-// refreshes, as OIDC Core 12.2 does not repeat it.
-func (p *Provider) idToken(g grant, nonce, accessToken string, m Misbehavior) (string, error) {
+// idToken builds and signs the ID token for a grant (a refresh if
+// refresh). nonce is empty for refreshes, as OIDC Core 12.2 does not
+// repeat it, unless TokenResponseShape.RepeatNonce asks for it.
+func (p *Provider) idToken(g grant, nonce, accessToken string, m Misbehavior, refresh bool) (string, error) {
 	p.mu.Lock()
 	c := maps.Clone(p.claims) // shallow is enough: values are never mutated
 	p.mu.Unlock()
@@ -203,6 +204,7 @@ func (p *Provider) idToken(g grant, nonce, accessToken string, m Misbehavior) (s
 	case AzpOfOtherParty:
 		c["azp"] = "someone-else"
 	}
+	p.editIDToken(c, refresh)
 	return p.signPadded(c, m)
 }
 

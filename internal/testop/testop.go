@@ -223,6 +223,7 @@ type grant struct {
 	subject  string
 	scope    string
 	sid      string
+	nonce    string // of the sign-in; see TokenResponseShape.RepeatNonce
 	authTime time.Time
 }
 
@@ -236,6 +237,7 @@ type authCode struct {
 
 type accessToken struct {
 	subject string
+	scope   string
 	expires time.Time
 }
 
@@ -622,6 +624,7 @@ func cloneValues(v url.Values) url.Values {
 func (p *Provider) middleware(next http.Handler) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		r.Body = http.MaxBytesReader(w, r.Body, 1<<20)
+		p.logRequest(r)
 		if r.Method == http.MethodGet {
 			p.mu.Lock()
 			switch {
@@ -754,6 +757,7 @@ func (p *Provider) handleAuthorize(w http.ResponseWriter, r *http.Request) {
 	}
 	p.mu.Unlock()
 	reply.Set("code", code)
+	p.addSessionState(reply)
 	redirect()
 }
 
@@ -803,7 +807,9 @@ func (p *Provider) codeGrant(w http.ResponseWriter, form url.Values, m Misbehavi
 	case !validVerifier(form.Get("code_verifier")) || s256(form.Get("code_verifier")) != c.codeChallenge:
 		oauthError(w, http.StatusBadRequest, "invalid_grant", "PKCE verification failed")
 	default:
-		p.issueTokens(w, c.grant, c.nonce, c.scope, m, true)
+		g := c.grant
+		g.nonce = c.nonce
+		p.issueTokens(w, g, c.nonce, c.scope, m, true, false)
 	}
 }
 
@@ -830,7 +836,7 @@ func (p *Provider) refreshGrant(w http.ResponseWriter, form url.Values, m Misbeh
 		}
 		scope = s
 	}
-	p.issueTokens(w, g, "", scope, m, withIDToken)
+	p.issueTokens(w, g, p.refreshNonce(g), scope, m, withIDToken, true)
 }
 
 func hasScope(scope, want string) bool { return slices.Contains(strings.Fields(scope), want) }
@@ -853,29 +859,30 @@ func s256(v string) string {
 	return base64.RawURLEncoding.EncodeToString(sum[:])
 }
 
-// issueTokens answers a successful grant with misbehaviour m. The refresh
-// token keeps the original grant (scope included) so refreshes can never
-// widen it.
-func (p *Provider) issueTokens(w http.ResponseWriter, g grant, nonce, scope string, m Misbehavior, withIDToken bool) {
+// issueTokens answers a successful grant (a refresh if refresh) with
+// misbehaviour m. The refresh token keeps the original grant (scope
+// included) so refreshes can never widen it.
+func (p *Provider) issueTokens(w http.ResponseWriter, g grant, nonce, scope string, m Misbehavior, withIDToken, refresh bool) {
 	access := randomString(p.cfg.AccessTokenSize)
-	refresh := randomString(43)
+	refreshToken := randomString(43)
 	p.mu.Lock()
 	ttl := p.tokenTTL
-	p.accessTokens[access] = accessToken{subject: g.subject, expires: time.Now().Add(ttl)}
-	p.refreshTokens[refresh] = g
-	p.issued = append(p.issued, access, refresh)
+	p.accessTokens[access] = accessToken{subject: g.subject, scope: scope, expires: time.Now().Add(ttl)}
+	p.refreshTokens[refreshToken] = g
+	p.issued = append(p.issued, access, refreshToken)
 	p.mu.Unlock()
 
 	resp := map[string]any{
 		"access_token":  access,
 		"token_type":    "Bearer",
 		"expires_in":    int64(ttl / time.Second),
-		"refresh_token": refresh,
+		"refresh_token": refreshToken,
 		"scope":         scope,
 	}
+	p.shapeTokenResponse(resp)
 	// Like real providers, only OpenID requests get an ID token.
 	if hasScope(scope, "openid") && withIDToken && m != NoIDToken {
-		idt, err := p.idToken(g, nonce, access, m)
+		idt, err := p.idToken(g, nonce, access, m, refresh)
 		if err != nil {
 			oauthError(w, http.StatusInternalServerError, "server_error", err.Error())
 			return
@@ -885,6 +892,7 @@ func (p *Provider) issueTokens(w http.ResponseWriter, g grant, nonce, scope stri
 		p.issued = append(p.issued, idt)
 		p.mu.Unlock()
 	}
+	p.recordTokenResponse(resp)
 	writeJSON(w, http.StatusOK, resp)
 }
 

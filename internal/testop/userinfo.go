@@ -143,6 +143,7 @@ func (p *Provider) handleUserinfo(w http.ResponseWriter, r *http.Request) {
 		oauthError(w, http.StatusInternalServerError, "server_error", err.Error())
 		return
 	}
+	p.releaseByScope(claims, at.scope)
 	if m == UserinfoOtherSubject {
 		claims["sub"] = "someone-else"
 	}
