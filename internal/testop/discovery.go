@@ -35,8 +35,9 @@ type extras struct {
 	discovery map[string]any // changes to the discovery document
 	keysPath  string         // where the JWKS is served; "" for /keys
 
-	keys  keyState   // keysets.go
-	suite suiteState // conformance.go
+	keys   keyState        // keysets.go
+	suite  suiteState      // conformance.go
+	logout endSessionState // endsession.go
 }
 
 // extend sets up the state and the routes of the extra features; New calls

@@ -919,6 +919,9 @@ func (p *Provider) handleEndSession(w http.ResponseWriter, r *http.Request) {
 	p.mu.Lock()
 	p.lastEndSession = cloneValues(r.Form)
 	p.mu.Unlock()
+	if p.endSessionForLogoutClient(w, r) {
+		return
+	}
 	back := r.Form.Get("post_logout_redirect_uri")
 	if back == "" {
 		w.Header().Set("Content-Type", "text/plain; charset=utf-8")
@@ -930,12 +933,7 @@ func (p *Provider) handleEndSession(w http.ResponseWriter, r *http.Request) {
 		http.Error(w, "invalid post_logout_redirect_uri", http.StatusBadRequest)
 		return
 	}
-	if state, ok := r.Form["state"]; ok {
-		q := target.Query()
-		q.Set("state", state[0])
-		target.RawQuery = q.Encode()
-	}
-	http.Redirect(w, r, target.String(), http.StatusFound)
+	http.Redirect(w, r, p.withReturnedState(target, r.Form), http.StatusFound)
 }
 
 func writeJSON(w http.ResponseWriter, status int, v any) {
