@@ -188,7 +188,12 @@ func (m *module) assertBackchannel(status int, logLine string) {
 
 // backchannelModule plays one module of the Back-Channel plan: the
 // provider sends a logout token changed by change, and the site must
-// answer status.
+// answer status. The site has ended the session of that token before it
+// arrives (the sign-out button does so before it goes to the provider),
+// which the suite cannot tell from a site that ignores logout tokens; so
+// the same kind of token is then sent for the provider session of a
+// second browser still signed in: a valid one must end that session, a
+// refused one must leave it alone.
 func backchannelModule(t *testing.T, change testop.LogoutTokenChange, status int, logLine string) {
 	m := startModule(t, backchannelPlan, moduleOptions{})
 	m.op.ChangeEndSessionLogoutToken(change)
@@ -196,6 +201,47 @@ func backchannelModule(t *testing.T, change testop.LogoutTokenChange, status int
 	l := m.signInAndOut(b)
 	m.assertBackchannel(status, logLine)
 	l.assertBackToSite(t, m)
+	m.assertSecondSession(change, status)
+}
+
+// assertSecondSession signs in a second browser, sends a logout token
+// changed by change for its provider session straight to the site's
+// back-channel logout endpoint, and checks the answer is status and the
+// session ended (200) or not (400).
+func (m *module) assertSecondSession(change testop.LogoutTokenChange, status int) {
+	m.t.Helper()
+	other := newBrowser(m.t)
+	m.signIn(other)
+	ids := m.idTokens()
+	sid, _ := jwtPart(m.t, ids[len(ids)-1], 1)["sid"].(string)
+	if first, _ := jwtPart(m.t, ids[0], 1)["sid"].(string); sid == "" || sid == first {
+		m.t.Fatalf("the second sign-in's sid %q is not a new provider session", sid)
+	}
+	claims := map[string]any{"sub": subject, "sid": sid}
+	for k, v := range change.Claims {
+		claims[k] = v
+	}
+	alg := change.Alg
+	if alg == "" {
+		alg = "RS256"
+	}
+	token, err := m.op.SignLogoutTokenWith(alg, claims, "")
+	if err != nil {
+		m.t.Fatal(err)
+	}
+	req, _ := http.NewRequest(http.MethodPost, m.site.url+"/oauth2/backchannel-logout", strings.NewReader(url.Values{"logout_token": {token}}.Encode()))
+	req.Header.Set("Content-Type", "application/x-www-form-urlencoded")
+	resp, body := newBrowser(m.t).do(req)
+	if resp.StatusCode != status || resp.Header.Get("Cache-Control") != "no-store" {
+		m.t.Errorf("a logout token for a second session: %d %s, Cache-Control %q; want %d, no-store", resp.StatusCode, body, resp.Header.Get("Cache-Control"), status)
+	}
+	want := http.StatusOK
+	if status == http.StatusOK {
+		want = http.StatusUnauthorized
+	}
+	if resp, _ := other.fetch(m.site.url + "/oauth2/userinfo"); resp.StatusCode != want {
+		m.t.Errorf("the second session after its logout token was answered %d: %d, want %d", status, resp.StatusCode, want)
+	}
 }
 
 // refusedToken is the start of the log line of a refused logout token,
@@ -269,6 +315,7 @@ func TestOIDCCClientTestRpBackchannelRpinitlogoutWrongIss(t *testing.T) {
 	l := m.signInAndOut(b)
 	m.assertBackchannel(http.StatusBadRequest, refusedToken("logout token issued by a different provider"))
 	l.assertBackToSite(t, m)
+	m.assertSecondSession(testop.LogoutTokenChange{Claims: map[string]any{"iss": m.op.Issuer() + "INVALID"}}, http.StatusBadRequest)
 }
 
 // TestOIDCCClientTestRpInitLogout: oidcc-client-test-rp-init-logout. The
@@ -361,4 +408,21 @@ func TestOIDCCClientTestRpFrontchannelRpinitlogout(t *testing.T) {
 		t.Error("the log does not record the front-channel logout")
 	}
 	l.assertBackToSite(t, m)
+
+	// The session of that sid had ended at the sign-out already; the
+	// same request for a second browser's provider session must end it.
+	other := newBrowser(t)
+	m.signIn(other)
+	ids := m.idTokens()
+	q := l.frameURL.Query()
+	q.Set("sid", jwtPart(t, ids[len(ids)-1], 1)["sid"].(string))
+	req, _ := http.NewRequest(http.MethodGet, m.site.url+l.frameURL.Path+"?"+q.Encode(), nil)
+	req.Header.Set("Sec-Fetch-Site", "cross-site")
+	req.Header.Set("Sec-Fetch-Dest", "iframe")
+	if resp, _ := newBrowser(t).do(req); resp.StatusCode != http.StatusOK {
+		t.Fatalf("front-channel logout of a second session: %d", resp.StatusCode)
+	}
+	if resp, _ := other.fetch(m.site.url + "/oauth2/userinfo"); resp.StatusCode != http.StatusUnauthorized {
+		t.Errorf("the second session after its front-channel logout: %d, want 401", resp.StatusCode)
+	}
 }
