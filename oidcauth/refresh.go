@@ -75,7 +75,9 @@ func FreshSession(w http.ResponseWriter, r *http.Request, minValidity time.Durat
 	}
 	if err != nil {
 		if errors.Is(err, ErrSessionEnded) {
-			h.logger.Info("session ended by the provider", zap.String("sub", s.subject))
+			// The reason (a refused refreshed ID token, userinfo about
+			// another user) is fixed text, never a token value.
+			h.logger.Info("session ended by the provider", zap.String("sub", s.subject), zap.Error(err))
 			if derr := h.store.Delete(w, r, s); derr != nil {
 				h.logger.Error("deleting session", zap.Error(derr))
 			}

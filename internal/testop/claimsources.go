@@ -139,7 +139,7 @@ func (p *Provider) addClaimSources(c map[string]any, where placement, subject, t
 			names[name] = s.Name
 		}
 		if s.Distributed {
-			d := map[string]any{"endpoint": p.issuer + "/claims/" + s.Name}
+			d := map[string]any{"endpoint": p.endpoint("/claims/" + s.Name)}
 			if tok, ok := tokens[s.Name]; ok {
 				d["access_token"] = tok
 			}

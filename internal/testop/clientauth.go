@@ -258,7 +258,7 @@ func (p *Provider) checkAssertion(method string, form url.Values) error {
 	case form.Has("client_id") && form.Get("client_id") != c.Iss:
 		return fmt.Errorf("client_id and client_assertion iss differ")
 	case !p.audienceOK(c.Aud):
-		return fmt.Errorf("client_assertion aud must contain %s or %s", p.issuer+"/token", p.issuer)
+		return fmt.Errorf("client_assertion aud must contain %s or %s", p.endpoint("/token"), p.issuer)
 	case c.Exp == nil:
 		return fmt.Errorf("client_assertion has no exp")
 	case c.Jti == "":
@@ -323,7 +323,7 @@ func (p *Provider) audienceOK(raw json.RawMessage) bool {
 	} else if json.Unmarshal(raw, &auds) != nil {
 		return false
 	}
-	return slices.Contains(auds, p.issuer+"/token") || slices.Contains(auds, p.issuer)
+	return slices.Contains(auds, p.endpoint("/token")) || slices.Contains(auds, p.issuer)
 }
 
 // verifyWithClientKey checks a private_key_jwt signature against the

@@ -34,6 +34,10 @@ type extras struct {
 	// this file
 	discovery map[string]any // changes to the discovery document
 	keysPath  string         // where the JWKS is served; "" for /keys
+
+	keys   keyState        // keysets.go
+	suite  suiteState      // conformance.go
+	logout endSessionState // endsession.go
 }
 
 // extend sets up the state and the routes of the extra features; New calls
@@ -54,6 +58,7 @@ func (p *Provider) extend(mux *http.ServeMux) error {
 	p.x.sourceCalls = map[string]int{}
 	mux.HandleFunc("GET /jwks/{name}", p.handleKeys)
 	mux.HandleFunc("/claims/{name}", p.handleClaimSource)
+	mux.HandleFunc("GET /check_session", p.handleCheckSession)
 	if p.cfg.MultiTenant {
 		mux.HandleFunc("GET /{tenant}/v2.0/.well-known/openid-configuration", p.handleDiscovery)
 	}
@@ -118,7 +123,7 @@ func (p *Provider) MoveKeys(name string) string {
 	p.mu.Lock()
 	p.x.keysPath = path
 	p.mu.Unlock()
-	return p.issuer + path
+	return p.endpoint(path)
 }
 
 // keysPathLocked is where the JWKS is served; p.mu must be held.
@@ -143,7 +148,8 @@ func (p *Provider) changeDiscovery(r *http.Request, doc map[string]any) map[stri
 	if p.x.noUserinfo {
 		delete(doc, "userinfo_endpoint")
 	}
-	doc["jwks_uri"] = p.issuer + p.keysPathLocked()
+	doc["jwks_uri"] = p.endpoint(p.keysPathLocked())
+	p.sessionManagementDiscoveryLocked(doc)
 	for k, v := range p.x.discovery {
 		if v == nil {
 			delete(doc, k)

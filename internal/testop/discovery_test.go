@@ -2,6 +2,7 @@ package testop
 
 import (
 	"net/http"
+	"strings"
 	"testing"
 )
 
@@ -59,5 +60,31 @@ func TestMoveKeys(t *testing.T) {
 	}
 	if resp, _ := getWithToken(t, p.Issuer()+"/keys", ""); resp.StatusCode != http.StatusOK {
 		t.Errorf("/keys after moving back: %d", resp.StatusCode)
+	}
+}
+
+// TestIssuerPath: an issuer like the conformance suite's, with a path and
+// a trailing slash; endpoints below it without a double slash; nothing
+// outside it.
+func TestIssuerPath(t *testing.T) {
+	p := newOP(t, Config{IssuerPath: "/test/a/alias/"})
+	if !strings.HasSuffix(p.Issuer(), "/test/a/alias/") {
+		t.Fatalf("issuer %s", p.Issuer())
+	}
+	doc := discovery(t, strings.TrimSuffix(p.Issuer(), "/"))
+	if doc["issuer"] != p.Issuer() || doc["token_endpoint"] != p.Issuer()+"token" || doc["jwks_uri"] != p.Issuer()+"keys" {
+		t.Errorf("discovery %v", doc)
+	}
+	r := newRP(t, p) // go-oidc checks the document's issuer
+	l := r.mustLogin(t)
+	if c := jwtClaims(t, l.rawIDToken); c["iss"] != p.Issuer() {
+		t.Errorf("iss %v", c["iss"])
+	}
+	if _, err := r.verifier.Verify(t.Context(), l.rawIDToken); err != nil {
+		t.Errorf("verifying with the keys at the issuer's path: %v", err)
+	}
+	origin := strings.TrimSuffix(p.Issuer(), "/test/a/alias/")
+	if resp, _ := getWithToken(t, origin+"/.well-known/openid-configuration", ""); resp.StatusCode != http.StatusNotFound {
+		t.Errorf("discovery outside the issuer's path: %d", resp.StatusCode)
 	}
 }

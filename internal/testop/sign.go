@@ -60,8 +60,9 @@ func atHash(accessToken string) string {
 	return base64.RawURLEncoding.EncodeToString(sum[:len(sum)/2])
 }
 
-// SignIDToken signs arbitrary claims with the current key (RS256, with kid),
-// exactly as given: no defaults and no misbehaviour are applied.
+// SignIDToken signs arbitrary claims with the current key (RS256, with kid,
+// unless SetSigningAlg chose another), exactly as given: no defaults and
+// no misbehaviour are applied.
 func (p *Provider) SignIDToken(claims map[string]any) (string, error) {
 	return p.sign(claims, MisbehaveNone, "JWT")
 }
@@ -108,10 +109,37 @@ func (p *Provider) logoutClaims() map[string]any {
 // SignLogoutToken builds a logout token from the defaults (iss, aud = the
 // client, a random jti, iat now, exp in two minutes and the back-channel
 // logout events claim) with claims merged over them; a key mapped to nil
-// removes that default. It is signed RS256 with the current key and kid,
-// with the header typ set to typ, or no typ header at all if typ is empty.
-// The active misbehaviour is not applied.
+// removes that default. It is signed with the provider's signing key (RS256
+// with the current key and kid, unless SetSigningAlg chose another), with
+// the header typ set to typ, or no typ header at all if typ is empty. The
+// active misbehaviour is not applied.
 func (p *Provider) SignLogoutToken(claims map[string]any, typ string) (string, error) {
+	return p.sign(p.mergeLogoutClaims(claims), MisbehaveNone, typ)
+}
+
+// SignLogoutTokenWith is SignLogoutToken signed with algorithm alg and the
+// published key of its type, whatever the provider signs its ID tokens
+// with: "RS256" (the current RSA key), "ES256" (a published EC P-256 key,
+// see SetSigningAlg), or "none" (unsigned: header {"alg":"none"} and an
+// empty signature).
+func (p *Provider) SignLogoutTokenWith(alg string, claims map[string]any, typ string) (string, error) {
+	payload, err := json.Marshal(p.mergeLogoutClaims(claims))
+	if err != nil {
+		return "", fmt.Errorf("testop: encoding claims: %w", err)
+	}
+	if alg == "none" {
+		return unsigned(payload, typ), nil
+	}
+	key, err := p.signingKeyFor(alg)
+	if err != nil {
+		return "", err
+	}
+	return signJWS(payload, key, typ)
+}
+
+// mergeLogoutClaims is the default logout token claims with claims merged
+// over them (nil removes).
+func (p *Provider) mergeLogoutClaims(claims map[string]any) map[string]any {
 	now := time.Now()
 	c := p.logoutClaims()
 	c["iat"] = now.Unix()
@@ -123,7 +151,7 @@ func (p *Provider) SignLogoutToken(claims map[string]any, typ string) (string, e
 			c[k] = v
 		}
 	}
-	return p.sign(c, MisbehaveNone, typ)
+	return c
 }
 
 // SignWithUnknownKid signs the claims exactly as given (RS256) with a key
@@ -142,9 +170,10 @@ func (p *Provider) SignWithUnknownKid(claims map[string]any) (string, error) {
 	return signJWS(payload, jose.SigningKey{Algorithm: jose.RS256, Key: key}, "JWT")
 }
 
-// idToken builds and signs the ID token for a grant. nonce is empty for
-// refreshes, as OIDC Core 12.2 does not repeat it.
-func (p *Provider) idToken(g grant, nonce, accessToken string, m Misbehavior) (string, error) {
+// idToken builds and signs the ID token for a grant (a refresh if
+// refresh). nonce is empty for refreshes, as OIDC Core 12.2 does not
+// repeat it, unless TokenResponseShape.RepeatNonce asks for it.
+func (p *Provider) idToken(g grant, nonce, accessToken string, m Misbehavior, refresh bool) (string, error) {
 	p.mu.Lock()
 	c := maps.Clone(p.claims) // shallow is enough: values are never mutated
 	p.mu.Unlock()
@@ -175,6 +204,7 @@ func (p *Provider) idToken(g grant, nonce, accessToken string, m Misbehavior) (s
 	case AzpOfOtherParty:
 		c["azp"] = "someone-else"
 	}
+	p.editIDToken(c, refresh)
 	return p.signPadded(c, m)
 }
 
@@ -227,9 +257,9 @@ func (p *Provider) sign(claims map[string]any, m Misbehavior, typ string) (strin
 	}
 	p.mu.Lock()
 	cur, rogue := p.current, p.rogue
+	key := p.signingKeyLocked()
 	p.mu.Unlock()
 
-	key := jose.SigningKey{Algorithm: jose.RS256, Key: jose.JSONWebKey{Key: cur.priv, KeyID: cur.kid}}
 	switch m {
 	case AlgNone:
 		return unsigned(payload, typ), nil
@@ -237,12 +267,12 @@ func (p *Provider) sign(claims map[string]any, m Misbehavior, typ string) (strin
 		key = jose.SigningKey{Algorithm: jose.HS256, Key: hmacKey(p.cfg.ClientSecret)}
 	case MissingKid:
 		// A bare RSA key carries no key ID, so go-jose writes no kid header.
-		key.Key = cur.priv
+		key = jose.SigningKey{Algorithm: jose.RS256, Key: cur.priv}
 	case UnknownKid:
 		if rogue == nil {
 			return "", errors.New("testop: no unpublished key available")
 		}
-		key.Key = jose.JSONWebKey{Key: rogue.priv, KeyID: rogue.kid}
+		key = jose.SigningKey{Algorithm: jose.RS256, Key: jose.JSONWebKey{Key: rogue.priv, KeyID: rogue.kid}}
 	}
 	tok, err := signJWS(payload, key, typ)
 	if err == nil && m == BadSignature {

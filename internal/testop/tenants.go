@@ -25,15 +25,15 @@ func (p *Provider) SetTenant(tid string) {
 }
 
 // TenantIssuer is the issuer of tenant tid's tokens in multi-tenant mode.
-func (p *Provider) TenantIssuer(tid string) string { return p.issuer + "/" + tid + "/v2.0" }
+func (p *Provider) TenantIssuer(tid string) string { return p.endpoint("/" + tid + "/v2.0") }
 
 // IssuerTemplate is the issuer that multi-tenant discovery names.
-func (p *Provider) IssuerTemplate() string { return p.issuer + "/{tenantid}/v2.0" }
+func (p *Provider) IssuerTemplate() string { return p.endpoint("/{tenantid}/v2.0") }
 
 // configuredIssuer is the issuer a relying party is configured with.
 func (p *Provider) configuredIssuer() string {
 	if p.cfg.MultiTenant {
-		return p.issuer + "/common/v2.0"
+		return p.endpoint("/common/v2.0")
 	}
 	return p.issuer
 }

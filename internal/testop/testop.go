@@ -173,6 +173,11 @@ type Config struct {
 	// nothing about how tokens are signed; announcing "none" or "HS256"
 	// lets tests check that a relying party does not trust the announcement.
 	SigningAlgs []string
+	// IssuerPath puts the issuer, and every endpoint, below this path, as
+	// the conformance suite's "/test/a/<alias>/" (a trailing slash is part
+	// of the issuer; endpoints are <issuer>authorize, ... without a double
+	// slash). Requests outside it answer 404. Not with MultiTenant.
+	IssuerPath string
 }
 
 // Provider is a running test OpenID provider. All methods are safe for
@@ -218,6 +223,7 @@ type grant struct {
 	subject  string
 	scope    string
 	sid      string
+	nonce    string // of the sign-in; see TokenResponseShape.RepeatNonce
 	authTime time.Time
 }
 
@@ -231,6 +237,7 @@ type authCode struct {
 
 type accessToken struct {
 	subject string
+	scope   string
 	expires time.Time
 }
 
@@ -300,7 +307,12 @@ func New(cfg Config) (*Provider, error) {
 		ln.Close()
 		return nil, err
 	}
-	p.srv = &httptest.Server{Listener: ln, Config: &http.Server{Handler: p.middleware(mux)}}
+	var handler http.Handler = p.middleware(mux)
+	if prefix := strings.TrimSuffix(cfg.IssuerPath, "/"); prefix != "" {
+		p.issuer += "/" + strings.TrimPrefix(cfg.IssuerPath, "/")
+		handler = http.StripPrefix("/"+strings.TrimPrefix(prefix, "/"), handler)
+	}
+	p.srv = &httptest.Server{Listener: ln, Config: &http.Server{Handler: handler}}
 	p.srv.Start()
 	return p, nil
 }
@@ -355,9 +367,15 @@ func mergeClaims(extra map[string]any) (map[string]any, error) {
 }
 
 // Issuer returns the issuer URL, "http://127.0.0.1:PORT" without a trailing
-// slash; with MultiTenant, the one a relying party configures,
-// "http://127.0.0.1:PORT/common/v2.0".
+// slash (with IssuerPath, followed by it); with MultiTenant, the one a
+// relying party configures, "http://127.0.0.1:PORT/common/v2.0".
 func (p *Provider) Issuer() string { return p.configuredIssuer() }
+
+// endpoint is the URL of the provider's path (which starts with a slash):
+// below the issuer, with exactly one slash between them.
+func (p *Provider) endpoint(path string) string {
+	return strings.TrimSuffix(p.issuer, "/") + path
+}
 
 // ClientID returns the configured (or default) client ID.
 func (p *Provider) ClientID() string { return p.cfg.ClientID }
@@ -453,6 +471,9 @@ func (p *Provider) SetClaims(claims map[string]any) error {
 // RotateKeys switches to a new RSA signing key with a new kid. The JWKS
 // publishes the new key and, if keepOld, the previously published ones.
 func (p *Provider) RotateKeys(keepOld bool) {
+	if p.rotateKeySet(keepOld) {
+		return
+	}
 	key, err := newSigningKey()
 	if err != nil {
 		return // cannot happen with crypto/rand and a fixed key size
@@ -603,6 +624,7 @@ func cloneValues(v url.Values) url.Values {
 func (p *Provider) middleware(next http.Handler) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		r.Body = http.MaxBytesReader(w, r.Body, 1<<20)
+		p.logRequest(r)
 		if r.Method == http.MethodGet {
 			p.mu.Lock()
 			switch {
@@ -648,11 +670,11 @@ func (p *Provider) middleware(next http.Handler) http.Handler {
 func (p *Provider) handleDiscovery(w http.ResponseWriter, r *http.Request) {
 	doc := map[string]any{
 		"issuer":                                p.issuer,
-		"authorization_endpoint":                p.issuer + "/authorize",
-		"token_endpoint":                        p.issuer + "/token",
-		"jwks_uri":                              p.issuer + "/keys",
-		"userinfo_endpoint":                     p.issuer + "/userinfo",
-		"end_session_endpoint":                  p.issuer + "/end_session",
+		"authorization_endpoint":                p.endpoint("/authorize"),
+		"token_endpoint":                        p.endpoint("/token"),
+		"jwks_uri":                              p.endpoint("/keys"),
+		"userinfo_endpoint":                     p.endpoint("/userinfo"),
+		"end_session_endpoint":                  p.endpoint("/end_session"),
 		"response_types_supported":              []string{"code"},
 		"grant_types_supported":                 []string{"authorization_code", "refresh_token"},
 		"subject_types_supported":               []string{"public"},
@@ -735,6 +757,7 @@ func (p *Provider) handleAuthorize(w http.ResponseWriter, r *http.Request) {
 	}
 	p.mu.Unlock()
 	reply.Set("code", code)
+	p.addSessionState(reply)
 	redirect()
 }
 
@@ -784,7 +807,9 @@ func (p *Provider) codeGrant(w http.ResponseWriter, form url.Values, m Misbehavi
 	case !validVerifier(form.Get("code_verifier")) || s256(form.Get("code_verifier")) != c.codeChallenge:
 		oauthError(w, http.StatusBadRequest, "invalid_grant", "PKCE verification failed")
 	default:
-		p.issueTokens(w, c.grant, c.nonce, c.scope, m, true)
+		g := c.grant
+		g.nonce = c.nonce
+		p.issueTokens(w, g, c.nonce, c.scope, m, true, false)
 	}
 }
 
@@ -811,7 +836,7 @@ func (p *Provider) refreshGrant(w http.ResponseWriter, form url.Values, m Misbeh
 		}
 		scope = s
 	}
-	p.issueTokens(w, g, "", scope, m, withIDToken)
+	p.issueTokens(w, g, p.refreshNonce(g), scope, m, withIDToken, true)
 }
 
 func hasScope(scope, want string) bool { return slices.Contains(strings.Fields(scope), want) }
@@ -834,29 +859,30 @@ func s256(v string) string {
 	return base64.RawURLEncoding.EncodeToString(sum[:])
 }
 
-// issueTokens answers a successful grant with misbehaviour m. The refresh
-// token keeps the original grant (scope included) so refreshes can never
-// widen it.
-func (p *Provider) issueTokens(w http.ResponseWriter, g grant, nonce, scope string, m Misbehavior, withIDToken bool) {
+// issueTokens answers a successful grant (a refresh if refresh) with
+// misbehaviour m. The refresh token keeps the original grant (scope
+// included) so refreshes can never widen it.
+func (p *Provider) issueTokens(w http.ResponseWriter, g grant, nonce, scope string, m Misbehavior, withIDToken, refresh bool) {
 	access := randomString(p.cfg.AccessTokenSize)
-	refresh := randomString(43)
+	refreshToken := randomString(43)
 	p.mu.Lock()
 	ttl := p.tokenTTL
-	p.accessTokens[access] = accessToken{subject: g.subject, expires: time.Now().Add(ttl)}
-	p.refreshTokens[refresh] = g
-	p.issued = append(p.issued, access, refresh)
+	p.accessTokens[access] = accessToken{subject: g.subject, scope: scope, expires: time.Now().Add(ttl)}
+	p.refreshTokens[refreshToken] = g
+	p.issued = append(p.issued, access, refreshToken)
 	p.mu.Unlock()
 
 	resp := map[string]any{
 		"access_token":  access,
 		"token_type":    "Bearer",
 		"expires_in":    int64(ttl / time.Second),
-		"refresh_token": refresh,
+		"refresh_token": refreshToken,
 		"scope":         scope,
 	}
+	p.shapeTokenResponse(resp)
 	// Like real providers, only OpenID requests get an ID token.
 	if hasScope(scope, "openid") && withIDToken && m != NoIDToken {
-		idt, err := p.idToken(g, nonce, access, m)
+		idt, err := p.idToken(g, nonce, access, m, refresh)
 		if err != nil {
 			oauthError(w, http.StatusInternalServerError, "server_error", err.Error())
 			return
@@ -866,6 +892,7 @@ func (p *Provider) issueTokens(w http.ResponseWriter, g grant, nonce, scope stri
 		p.issued = append(p.issued, idt)
 		p.mu.Unlock()
 	}
+	p.recordTokenResponse(resp)
 	writeJSON(w, http.StatusOK, resp)
 }
 
@@ -881,7 +908,7 @@ func (p *Provider) handleKeys(w http.ResponseWriter, r *http.Request) {
 		keys = append(keys, p.decoy)
 	}
 	p.mu.Unlock()
-	writeJSON(w, http.StatusOK, jwks(keys))
+	writeJSON(w, http.StatusOK, p.publishedKeySet(keys))
 }
 
 func (p *Provider) handleEndSession(w http.ResponseWriter, r *http.Request) {
@@ -892,6 +919,9 @@ func (p *Provider) handleEndSession(w http.ResponseWriter, r *http.Request) {
 	p.mu.Lock()
 	p.lastEndSession = cloneValues(r.Form)
 	p.mu.Unlock()
+	if p.endSessionForLogoutClient(w, r) {
+		return
+	}
 	back := r.Form.Get("post_logout_redirect_uri")
 	if back == "" {
 		w.Header().Set("Content-Type", "text/plain; charset=utf-8")
@@ -903,12 +933,7 @@ func (p *Provider) handleEndSession(w http.ResponseWriter, r *http.Request) {
 		http.Error(w, "invalid post_logout_redirect_uri", http.StatusBadRequest)
 		return
 	}
-	if state, ok := r.Form["state"]; ok {
-		q := target.Query()
-		q.Set("state", state[0])
-		target.RawQuery = q.Encode()
-	}
-	http.Redirect(w, r, target.String(), http.StatusFound)
+	http.Redirect(w, r, p.withReturnedState(target, r.Form), http.StatusFound)
 }
 
 func writeJSON(w http.ResponseWriter, status int, v any) {

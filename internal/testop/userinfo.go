@@ -18,7 +18,8 @@ const (
 	UserinfoBehaves UserinfoMisbehavior = iota
 	// UserinfoOtherSubject answers about another sub than the access
 	// token's user (OpenID Connect Core 5.3.2 tells the relying party to
-	// refuse it).
+	// refuse it): the user's with "invalid" appended, as the conformance
+	// suite's, so that a relying party comparing prefixes is caught too.
 	UserinfoOtherSubject
 	// UserinfoServerError answers 500.
 	UserinfoServerError
@@ -143,8 +144,9 @@ func (p *Provider) handleUserinfo(w http.ResponseWriter, r *http.Request) {
 		oauthError(w, http.StatusInternalServerError, "server_error", err.Error())
 		return
 	}
+	p.releaseByScope(claims, at.scope)
 	if m == UserinfoOtherSubject {
-		claims["sub"] = "someone-else"
+		claims["sub"] = at.subject + "invalid"
 	}
 	if !signed && m != UserinfoBadSignature && m != UserinfoWrongAudience {
 		writeJSON(w, http.StatusOK, claims)

@@ -164,7 +164,7 @@ func TestUserinfoMisbehaviors(t *testing.T) {
 		check  func(t *testing.T, resp *http.Response, body string)
 	}{
 		{UserinfoOtherSubject, 200, func(t *testing.T, _ *http.Response, body string) {
-			if got := jsonObject(t, body); got["sub"] != "someone-else" || got["email"] != "alice@example.com" {
+			if got := jsonObject(t, body); got["sub"] != "user-1invalid" || got["email"] != "alice@example.com" {
 				t.Errorf("userinfo = %v", got)
 			}
 		}},
