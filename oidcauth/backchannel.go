@@ -36,11 +36,14 @@ func (h *Handler) serveBackchannelLogout(w http.ResponseWriter, r *http.Request)
 		writeJSON(w, http.StatusBadRequest, map[string]string{"error": "invalid_request", "error_description": "no logout_token"})
 		return nil
 	}
-	// The token's unverified iss only says which provider's keys are to
-	// verify it; the verification checks iss again.
-	p, ok := h.providerOfIssuer(unverifiedIssuer(raw))
-	if !ok {
-		return h.refuseLogoutToken(w, errString("the logout token is of no configured provider (iss)"))
+	// With several providers, the token's unverified iss only says which
+	// provider's keys are to verify it; the verification checks iss again.
+	p := h.defaultProvider()
+	if h.several() {
+		var ok bool
+		if p, ok = h.providerOfIssuer(unverifiedIssuer(raw)); !ok {
+			return h.refuseLogoutToken(w, errString("the logout token is of no configured provider (iss)"))
+		}
 	}
 	st, err := p.op.Get(r.Context())
 	if err != nil {
