@@ -18,6 +18,12 @@ import (
 // SameSite=Lax cookies to a cross-site iframe. A request without iss and
 // sid ends the session whose cookie it carries, if it carries one.
 //
+// A sid without iss is taken as this provider's: Microsoft Entra ID sends
+// sid alone. The specification wants iss so that a relying party of
+// several providers can tell whose sid it is; a handler has one provider,
+// and sids are looked up under its issuer and client, so another
+// provider's sid matches nothing here. An iss without sid is refused.
+//
 // The answer is a small page that may be framed (it is meant to be), and is
 // never cached.
 func (h *Handler) serveFrontchannelLogout(w http.ResponseWriter, r *http.Request) error {
@@ -45,11 +51,11 @@ func (h *Handler) serveFrontchannelLogout(w http.ResponseWriter, r *http.Request
 			h.logger.Info("front-channel logout", zap.String("sub", s.subject))
 		}
 		return h.frontchannelPage(w, http.StatusOK)
-	case iss == "" || sid == "":
-		h.logger.Info("front-channel logout refused: iss and sid go together")
+	case sid == "":
+		h.logger.Info("front-channel logout refused: an iss without a sid")
 		return h.frontchannelPage(w, http.StatusBadRequest)
 	}
-	if !h.issuerMatches(iss) {
+	if iss != "" && !h.issuerMatches(iss) {
 		h.logger.Info("front-channel logout refused: another issuer", zap.String("iss", truncate(iss, 200)))
 		return h.frontchannelPage(w, http.StatusBadRequest)
 	}
