@@ -1,0 +1,296 @@
+package integration
+
+import (
+	"fmt"
+	"net/http"
+	"net/url"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/caddyserver/caddy/v2"
+	"github.com/caddyserver/caddy/v2/caddyconfig"
+
+	"github.com/oidcgate/caddy-oidc/internal/testop"
+)
+
+// The provider guides (docs/providers/*.md) are tested with their own
+// Caddyfile, read from the guide itself so that the two cannot drift. A
+// guide's first ```caddyfile block is used as written, but for three
+// things, which docs/providers/README.md lists: the site address
+// app.example.com becomes the test's http://127.0.0.1:<port>, the upstream
+// localhost:3000 the test's upstream, and a global options block (no admin
+// endpoint, a temporary storage, logs to a file) goes before it. The
+// provider's URL and credentials reach the Caddyfile as every guide has
+// them, through the environment: OIDC_ISSUER, OIDC_CLIENT_ID,
+// OIDC_CLIENT_SECRET.
+
+// guideCaddyfile returns the first caddyfile block of the guide.
+func guideCaddyfile(t *testing.T, guide string) string {
+	t.Helper()
+	b, err := os.ReadFile(filepath.Join("..", "docs", "providers", guide+".md"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	_, rest, ok := strings.Cut(string(b), "\n```caddyfile\n")
+	block, _, closed := strings.Cut(rest, "\n```\n")
+	if !ok || !closed {
+		t.Fatalf("docs/providers/%s.md has no ```caddyfile block", guide)
+	}
+	return block + "\n"
+}
+
+// startGuideSite runs the guide's Caddyfile against provider p, proxying
+// to a fresh upstream.
+func startGuideSite(t *testing.T, guide string, p *testop.Provider) (*site, *upstream) {
+	t.Helper()
+	up := newUpstream(t)
+	t.Setenv("OIDC_ISSUER", p.Issuer())
+	t.Setenv("OIDC_CLIENT_ID", p.ClientID())
+	t.Setenv("OIDC_CLIENT_SECRET", p.ClientSecret())
+	dir := t.TempDir()
+	s := &site{t: t, logFile: filepath.Join(dir, "caddy.log"), storage: filepath.Join(dir, "storage")}
+	s.url = fmt.Sprintf("http://127.0.0.1:%d", freePort(t))
+
+	body := guideCaddyfile(t, guide)
+	for _, must := range []string{"app.example.com {", "localhost:3000"} {
+		if strings.Count(body, must) != 1 {
+			t.Fatalf("the guide's Caddyfile must have %q exactly once", must)
+		}
+	}
+	body = strings.Replace(body, "app.example.com {", s.url+" {", 1)
+	body = strings.Replace(body, "localhost:3000", up.hostPort(), 1)
+	caddyfile := fmt.Sprintf(`{
+	admin off
+	persist_config off
+	storage file_system %s
+	log {
+		output file %s
+		format json
+		level DEBUG
+	}
+}
+%s`, s.storage, s.logFile, body)
+	cfg, _, err := caddyconfig.GetAdapter("caddyfile").Adapt([]byte(caddyfile), nil)
+	if err != nil {
+		t.Fatalf("adapting the guide's Caddyfile: %v\n%s", err, caddyfile)
+	}
+	s.config = cfg
+	s.load()
+	t.Cleanup(func() { _ = caddy.Stop() })
+	return s, up
+}
+
+// callAPI calls /api/data as the browser app would, without a token: the
+// guide's Caddyfile adds the placeholder, token_inject the token. It
+// returns the access token the upstream received.
+func callAPI(t *testing.T, b *browser, s *site, up *upstream) string {
+	t.Helper()
+	resp, body := b.fetch(s.url + "/api/data")
+	if resp.StatusCode != http.StatusOK {
+		t.Fatalf("/api/data: %d %s", resp.StatusCode, body)
+	}
+	tok, ok := strings.CutPrefix(up.lastHeader().Get("Authorization"), "Bearer ")
+	if !ok || tok == "" || strings.Contains(tok, "<<") {
+		t.Fatalf("the upstream got Authorization %q, not a token", up.lastHeader().Get("Authorization"))
+	}
+	return tok
+}
+
+// latestAccessToken is the access token of the provider's latest answer.
+func latestAccessToken(t *testing.T, p *testop.Provider) string {
+	t.Helper()
+	rs := p.TokenResponses()
+	if len(rs) == 0 {
+		t.Fatal("no token response")
+	}
+	tok, _ := rs[len(rs)-1]["access_token"].(string)
+	return tok
+}
+
+// wantRefreshedToken calls the API with a token about to expire: the
+// upstream must get a valid, newly refreshed token, with one refresh.
+func wantRefreshedToken(t *testing.T, p *testop.Provider, b *browser, s *site, up *upstream) string {
+	t.Helper()
+	before := p.RefreshCalls()
+	tok := callAPI(t, b, s, up)
+	if p.RefreshCalls() != before+1 {
+		t.Fatalf("%d refreshes for an expiring token, want 1", p.RefreshCalls()-before)
+	}
+	if !p.ValidAccessToken(tok) || tok != latestAccessToken(t, p) {
+		t.Fatalf("the upstream got %.16q..., not the refreshed access token", tok)
+	}
+	return tok
+}
+
+// signOutAtProvider presses sign-out and passes through the provider's
+// end-session endpoint, which sends the browser back; the browser must end
+// on rd, signed out.
+func signOutAtProvider(t *testing.T, b *browser, s *site, p *testop.Provider) url.Values {
+	t.Helper()
+	resp, page := b.signOut(s, "?rd=/bye")
+	if resp.StatusCode != http.StatusOK {
+		t.Fatalf("sign-out: %d %s", resp.StatusCode, page)
+	}
+	action, form := parseAutoPostForm(t, page)
+	if action != strings.TrimSuffix(p.Issuer(), "/")+"/end_session" {
+		t.Fatalf("sign-out posts to %q, not the end_session_endpoint", action)
+	}
+	resp, _ = b.do(postFormRequest(action, form))
+	if resp.Request.URL.String() != s.url+"/bye" {
+		t.Fatalf("after the provider's sign-out the browser is at %s (%d)", resp.Request.URL, resp.StatusCode)
+	}
+	wantSignedOut(t, b, s)
+	return p.LastEndSessionRequest()
+}
+
+func postFormRequest(action string, form url.Values) *http.Request {
+	req, _ := http.NewRequest(http.MethodPost, action, strings.NewReader(form.Encode()))
+	req.Header.Set("Content-Type", "application/x-www-form-urlencoded")
+	req.Header.Set("Sec-Fetch-Site", "cross-site")
+	return req
+}
+
+// signOutHere presses sign-out at a site whose provider has no
+// end_session_endpoint: the session ends here, and the browser goes to rd
+// without visiting the provider.
+func signOutHere(t *testing.T, b *browser, s *site, p *testop.Provider) {
+	t.Helper()
+	before := len(p.Requests())
+	resp, _ := b.signOut(s, "?rd=/bye")
+	if resp.StatusCode != http.StatusSeeOther || resp.Header.Get("Location") != "/bye" {
+		t.Fatalf("sign-out: %d to %q, want 303 to /bye", resp.StatusCode, resp.Header.Get("Location"))
+	}
+	for _, r := range p.Requests()[before:] {
+		if r == "end_session" {
+			t.Error("the sign-out visited an end-session endpoint")
+		}
+	}
+	wantSignedOut(t, b, s)
+}
+
+func wantSignedOut(t *testing.T, b *browser, s *site) {
+	t.Helper()
+	if resp, _ := b.fetch(s.url + "/api/data"); resp.StatusCode != http.StatusUnauthorized {
+		t.Fatalf("after sign-out: %d, want 401", resp.StatusCode)
+	}
+}
+
+// sessionChunks counts the site's session cookies (chunks).
+func sessionChunks(b *browser, s *site) int {
+	n := 0
+	for _, c := range b.cookies(s) {
+		if strings.HasPrefix(c.Name, "oidc_session") {
+			n++
+		}
+	}
+	return n
+}
+
+// idTokenOf is the signed-in browser's ID token claims, as the browser app
+// reads them.
+func idTokenOf(t *testing.T, b *browser, s *site) map[string]any {
+	t.Helper()
+	resp, body := b.fetch(s.url + "/oauth2/userinfo")
+	if resp.StatusCode != http.StatusOK {
+		t.Fatalf("/oauth2/userinfo: %d %s", resp.StatusCode, body)
+	}
+	idt, _ := jsonBody(t, body)["idToken"].(map[string]any)
+	return idt
+}
+
+// frontchannelLogout loads the URL as the provider's logout page does, in
+// a cross-site iframe without the site's cookies.
+func frontchannelLogout(t *testing.T, u string) int {
+	t.Helper()
+	req, _ := http.NewRequest(http.MethodGet, u, nil)
+	req.Header.Set("Sec-Fetch-Site", "cross-site")
+	req.Header.Set("Sec-Fetch-Dest", "iframe")
+	resp, _ := newBrowser(t).do(req)
+	return resp.StatusCode
+}
+
+// TestEntraIDGuide: docs/providers/entra-id.md against an Entra ID-shaped
+// provider: claims upstream (oid, preferred_username, tid, 150 group IDs
+// in a chunked session), no userinfo call, a JWT for the app's own API
+// refreshed and substituted, front-channel logout with sid alone, and
+// RP-initiated logout; past 200 groups, the overage claim signs in without
+// groups.
+func TestEntraIDGuide(t *testing.T) {
+	groups := testop.EntraGroupIDs(150)
+	p := newProfileProvider(t, testop.EntraID, testop.Config{
+		Claims:         testop.EntraGroupClaims(groups),
+		AccessTokenTTL: 10 * time.Second, // within token_inject's refresh window
+	})
+	s, up := startGuideSite(t, "entra-id", p)
+	b := newBrowser(t)
+	b.signIn(s, "/")
+	wantHeaders(t, up.lastHeader(), map[string]string{
+		"X-User-Id":     testop.EntraObjectID,
+		"X-User-Name":   "alice@contoso.onmicrosoft.com",
+		"X-User-Tenant": testop.EntraTenant,
+		"X-User-Groups": strings.Join(groups, ","),
+	})
+	if n := sessionChunks(b, s); n < 2 {
+		t.Errorf("a session with 150 groups in %d cookie(s), want it chunked", n)
+	}
+	if p.UserinfoCalls() != 0 {
+		t.Errorf("%d userinfo calls with userinfo off", p.UserinfoCalls())
+	}
+	if idt := idTokenOf(t, b, s); idt["email"] != nil {
+		t.Errorf("the ID token has an email: %v", idt["email"])
+	}
+
+	p.SetAccessTokenTTL(time.Hour)
+	tok := wantRefreshedToken(t, p, b, s, up)
+	at := decodeJWTClaims(t, tok)
+	if at["aud"] != "api://3f0b8c55-1c2d-4e5f-8a9b-0c1d2e3f4a5b" || at["scp"] != "access_as_user" {
+		t.Errorf("the API got a token with aud %v, scp %v; want one for the guide's API", at["aud"], at["scp"])
+	}
+
+	// Front-channel logout, as Entra ID sends it: sid, no iss.
+	other := newBrowser(t)
+	other.signIn(s, "/")
+	sid, _ := idTokenOf(t, b, s)["sid"].(string)
+	u := p.FrontchannelLogoutURL(s.url+"/oauth2/frontchannel-logout", sid)
+	if strings.Contains(u, "iss=") {
+		t.Fatalf("the profile's front-channel URL %s has iss", u)
+	}
+	if st := frontchannelLogout(t, u); st != http.StatusOK {
+		t.Fatalf("front-channel logout with sid alone: %d", st)
+	}
+	wantSignedOut(t, b, s)
+	if resp, _ := other.fetch(s.url + "/api/data"); resp.StatusCode != http.StatusOK {
+		t.Fatalf("another sign-in after front-channel logout: %d, want 200", resp.StatusCode)
+	}
+
+	got := signOutAtProvider(t, other, s, p)
+	if got.Get("post_logout_redirect_uri") != s.url+"/oauth2/logout" || got.Get("id_token_hint") == "" {
+		t.Errorf("end-session request %v", got)
+	}
+
+	t.Run("group overage", func(t *testing.T) {
+		p := newProfileProvider(t, testop.EntraID, testop.Config{
+			Claims: testop.EntraGroupClaims(testop.EntraGroupIDs(testop.EntraGroupLimit + 1)),
+		})
+		s, up := startGuideSite(t, "entra-id", p)
+		b := newBrowser(t)
+		b.signIn(s, "/")
+		wantHeaders(t, up.lastHeader(), map[string]string{"X-User-Groups": "", "X-User-Id": testop.EntraObjectID})
+		if names, _ := idTokenOf(t, b, s)["_claim_names"].(map[string]any); names["groups"] != "src1" {
+			t.Errorf("the ID token has no groups overage claim: %v", names)
+		}
+	})
+}
+
+func newProfileProvider(t *testing.T, profile testop.Profile, cfg testop.Config) *testop.Provider {
+	t.Helper()
+	p, err := testop.NewProfile(profile, cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(p.Close)
+	return p
+}
