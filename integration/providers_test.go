@@ -294,3 +294,54 @@ func newProfileProvider(t *testing.T, profile testop.Profile, cfg testop.Config)
 	t.Cleanup(p.Close)
 	return p
 }
+
+// TestGoogleGuide: docs/providers/google.md against a Google-shaped
+// provider: the authorization request asks for offline access with
+// consent (else no refresh token), the hd claim upstream and enforced,
+// two refreshes with the refresh token Google keeps (its refresh answers
+// carry none), and a sign-out that ends the session at the site only,
+// Google having no end_session_endpoint.
+func TestGoogleGuide(t *testing.T) {
+	p := newProfileProvider(t, testop.Google, testop.Config{AccessTokenTTL: 10 * time.Second})
+	s, up := startGuideSite(t, "google", p)
+	b := newBrowser(t)
+	b.signIn(s, "/")
+	q := p.LastAuthorizeRequest()
+	if q.Get("access_type") != "offline" || q.Get("prompt") != "consent" || q.Get("hd") != testop.GoogleDomain {
+		t.Errorf("authorization request %v; want access_type=offline, prompt=consent, hd", q)
+	}
+	wantHeaders(t, up.lastHeader(), map[string]string{
+		"X-User-Id":     "110169484474386276334",
+		"X-User-Email":  "alice@" + testop.GoogleDomain,
+		"X-User-Domain": testop.GoogleDomain,
+	})
+	rs := p.TokenResponses()
+	if rs[0]["refresh_token"] == nil {
+		t.Fatal("no refresh token at sign-in")
+	}
+	first := wantRefreshedToken(t, p, b, s, up)
+	second := wantRefreshedToken(t, p, b, s, up) // with the same refresh token
+	if first == second {
+		t.Error("the second refresh brought no new access token")
+	}
+	for _, r := range p.TokenResponses()[1:] {
+		if r["refresh_token"] != nil {
+			t.Error("the Google profile answered a refresh with a refresh token")
+		}
+	}
+	signOutHere(t, b, s, p)
+
+	t.Run("another domain", func(t *testing.T) {
+		for name, claims := range map[string]map[string]any{
+			"gmail":        {"hd": nil, "email": "bob@gmail.com"},
+			"other domain": {"hd": "other.example", "email": "carol@other.example"},
+		} {
+			p := newProfileProvider(t, testop.Google, testop.Config{Claims: claims})
+			s, up := startGuideSite(t, "google", p)
+			resp, body := newBrowser(t).navigate(s.url + "/")
+			if resp.StatusCode != http.StatusForbidden || !strings.Contains(body, "example.com account") || up.requests != 0 {
+				t.Errorf("%s: %d %q (upstream reached: %v), want 403", name, resp.StatusCode, body, up.requests != 0)
+			}
+		}
+	})
+}
