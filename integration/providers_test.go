@@ -345,3 +345,63 @@ func TestGoogleGuide(t *testing.T) {
 		}
 	})
 }
+
+// TestOktaGuide: docs/providers/okta.md against an Okta-shaped provider:
+// a thin ID token whose email, name and filtered groups come from
+// userinfo, a group rule on them, JWT access tokens of the custom
+// authorization server refreshed twice with rotated refresh tokens, and
+// RP-initiated logout.
+func TestOktaGuide(t *testing.T) {
+	p := newProfileProvider(t, testop.Okta, testop.Config{AccessTokenTTL: 10 * time.Second})
+	s, up := startGuideSite(t, "okta", p)
+	b := newBrowser(t)
+	b.signIn(s, "/")
+	if !hasScopes(p.LastAuthorizeRequest().Get("scope"), "offline_access") {
+		t.Errorf("scope %q has no offline_access", p.LastAuthorizeRequest().Get("scope"))
+	}
+	wantHeaders(t, up.lastHeader(), map[string]string{
+		"X-User-Id":     "00u1abcd2EFGH3ijk4l5",
+		"X-User-Email":  "alice@example.com",
+		"X-User-Name":   "Alice Example",
+		"X-User-Groups": "app-admins,app-users",
+	})
+	if p.UserinfoCalls() != 1 {
+		t.Errorf("%d userinfo calls at sign-in, want 1", p.UserinfoCalls())
+	}
+	if idt := idTokenOf(t, b, s); idt["email"] != nil || idt["groups"] != nil {
+		t.Errorf("the thin ID token has profile claims: %v", idt)
+	}
+	rt := p.TokenResponses()[0]["refresh_token"]
+	tok := wantRefreshedToken(t, p, b, s, up)
+	if at := decodeJWTClaims(t, tok); at["aud"] != "api://default" {
+		t.Errorf("access token aud %v, want api://default", at["aud"])
+	}
+	if rotated := p.TokenResponses()[1]["refresh_token"]; rotated == nil || rotated == rt {
+		t.Fatal("the refresh did not rotate the refresh token")
+	}
+	wantRefreshedToken(t, p, b, s, up) // with the rotated one: the first is spent
+	signOutAtProvider(t, b, s, p)
+
+	t.Run("outside app-users", func(t *testing.T) {
+		p := newProfileProvider(t, testop.Okta, testop.Config{UserinfoClaims: map[string]any{"groups": []string{"app-admins"}}})
+		s, up := startGuideSite(t, "okta", p)
+		resp, body := newBrowser(t).navigate(s.url + "/")
+		if resp.StatusCode != http.StatusForbidden || !strings.Contains(body, "app-users group") || up.requests != 0 {
+			t.Errorf("%d %q, want 403", resp.StatusCode, body)
+		}
+	})
+}
+
+func hasScopes(scope string, want ...string) bool {
+	have := strings.Fields(scope)
+	for _, w := range want {
+		found := false
+		for _, h := range have {
+			found = found || h == w
+		}
+		if !found {
+			return false
+		}
+	}
+	return true
+}
