@@ -383,11 +383,13 @@ func TestOktaGuide(t *testing.T) {
 	signOutAtProvider(t, b, s, p)
 
 	t.Run("outside app-users", func(t *testing.T) {
-		p := newProfileProvider(t, testop.Okta, testop.Config{UserinfoClaims: map[string]any{"groups": []string{"app-admins"}}})
-		s, up := startGuideSite(t, "okta", p)
-		resp, body := newBrowser(t).navigate(s.url + "/")
-		if resp.StatusCode != http.StatusForbidden || !strings.Contains(body, "app-users group") || up.requests != 0 {
-			t.Errorf("%d %q, want 403", resp.StatusCode, body)
+		for _, groups := range []any{[]string{"app-admins", "app-users-old"}, nil} {
+			p := newProfileProvider(t, testop.Okta, testop.Config{UserinfoClaims: map[string]any{"groups": groups}})
+			s, up := startGuideSite(t, "okta", p)
+			resp, body := newBrowser(t).navigate(s.url + "/")
+			if resp.StatusCode != http.StatusForbidden || !strings.Contains(body, "app-users group") || up.requests != 0 {
+				t.Errorf("groups %v: %d %q, want 403", groups, resp.StatusCode, body)
+			}
 		}
 	})
 }
@@ -404,4 +406,61 @@ func hasScopes(scope string, want ...string) bool {
 		}
 	}
 	return true
+}
+
+// TestKeycloakGuide: docs/providers/keycloak.md against a Keycloak-shaped
+// provider: realm and client roles upstream and in a rule, JWT access
+// tokens refreshed twice with refresh tokens spent on use, back-channel
+// logout of one Keycloak session by its sid, and RP-initiated logout.
+func TestKeycloakGuide(t *testing.T) {
+	p := newProfileProvider(t, testop.Keycloak, testop.Config{
+		ClientID:       "caddy",
+		Claims:         testop.KeycloakClientRoles("caddy", "admin"),
+		AccessTokenTTL: 10 * time.Second,
+	})
+	s, up := startGuideSite(t, "keycloak", p)
+	b := newBrowser(t)
+	b.signIn(s, "/admin/users")
+	wantHeaders(t, up.lastHeader(), map[string]string{
+		"X-User-Name":   "alice",
+		"X-User-Email":  "alice@example.com",
+		"X-Realm-Roles": "offline_access,uma_authorization,app-admin",
+		"X-App-Roles":   "admin",
+	})
+	tok := wantRefreshedToken(t, p, b, s, up)
+	if at := decodeJWTClaims(t, tok); at["aud"] != "account" || at["azp"] != "caddy" {
+		t.Errorf("access token aud %v azp %v", at["aud"], at["azp"])
+	}
+	wantRefreshedToken(t, p, b, s, up) // the first refresh token is spent
+
+	// Keycloak ends one of the user's sessions: a logout token with its sid.
+	other := newBrowser(t)
+	other.signIn(s, "/")
+	idt := idTokenOf(t, b, s)
+	lt, err := p.LogoutToken(idt["sub"].(string), idt["sid"].(string))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if st, body := postLogoutToken(t, s.url, lt); st != http.StatusOK {
+		t.Fatalf("back-channel logout: %d %s", st, body)
+	}
+	wantSignedOut(t, b, s)
+	if resp, _ := other.fetch(s.url + "/api/data"); resp.StatusCode != http.StatusOK {
+		t.Fatalf("the user's other Keycloak session after back-channel logout: %d, want 200", resp.StatusCode)
+	}
+	signOutAtProvider(t, other, s, p)
+
+	t.Run("without the client role", func(t *testing.T) {
+		// No role of the client: no resource_access.caddy at all.
+		p := newProfileProvider(t, testop.Keycloak, testop.Config{ClientID: "caddy", Claims: testop.KeycloakClientRoles("another-client", "admin")})
+		s, up := startGuideSite(t, "keycloak", p)
+		b := newBrowser(t)
+		b.signIn(s, "/")
+		if resp, body := b.navigate(s.url + "/admin/users"); resp.StatusCode != http.StatusForbidden || body != "Admins only." {
+			t.Errorf("/admin/ without the role: %d %q, want 403", resp.StatusCode, body)
+		}
+		if up.requests != 1 {
+			t.Errorf("the upstream saw %d requests, want only the sign-in's", up.requests)
+		}
+	})
 }
