@@ -464,3 +464,66 @@ func TestKeycloakGuide(t *testing.T) {
 		}
 	})
 }
+
+// TestAuth0Guide: docs/providers/auth0.md against an Auth0-shaped
+// provider: the issuer's trailing slash, a namespaced claim upstream, the
+// audience parameter making the access token a JWT for the API (and
+// userinfo still answering), a refresh with rotation, reuse detection
+// ending the session when a spent refresh token is replayed, and logout
+// with end-session discovery on and, as on older tenants, off.
+func TestAuth0Guide(t *testing.T) {
+	p := newProfileProvider(t, testop.Auth0, testop.Config{AccessTokenTTL: 10 * time.Second})
+	if !strings.HasSuffix(p.Issuer(), "/") {
+		t.Fatalf("issuer %q", p.Issuer())
+	}
+	s, up := startGuideSite(t, "auth0", p)
+	b := newBrowser(t)
+	b.signIn(s, "/")
+	if q := p.LastAuthorizeRequest(); q.Get("audience") != "https://api.example.com" || !hasScopes(q.Get("scope"), "offline_access") {
+		t.Errorf("authorization request %v", q)
+	}
+	wantHeaders(t, up.lastHeader(), map[string]string{
+		"X-User-Id":    "auth0|64b7f0c2a1e4d3b2c1a09f8e",
+		"X-User-Email": "alice@example.com",
+		"X-User-Roles": "admin,editor",
+	})
+	if p.UserinfoCalls() != 1 {
+		t.Errorf("%d userinfo calls, want 1 (with the API's JWT)", p.UserinfoCalls())
+	}
+	tok := wantRefreshedToken(t, p, b, s, up)
+	if aud, _ := decodeJWTClaims(t, tok)["aud"].([]any); len(aud) == 0 || aud[0] != "https://api.example.com" {
+		t.Errorf("access token aud %v", aud)
+	}
+
+	// Someone replays the spent refresh token: Auth0 revokes the sign-in's
+	// refresh tokens, and the user's next refresh ends the session.
+	spent, _ := p.TokenResponses()[0]["refresh_token"].(string)
+	form := url.Values{"grant_type": {"refresh_token"}, "refresh_token": {spent}, "client_id": {p.ClientID()}, "client_secret": {p.ClientSecret()}}
+	resp, err := http.PostForm(p.Issuer()+"token", form)
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp.Body.Close()
+	if resp.StatusCode != http.StatusBadRequest {
+		t.Fatalf("the replayed refresh token: %d, want 400", resp.StatusCode)
+	}
+	if resp, _ := b.fetch(s.url + "/api/data"); resp.StatusCode != http.StatusUnauthorized {
+		t.Fatalf("the API after reuse detection revoked the refresh token: %d, want 401", resp.StatusCode)
+	}
+	wantSignedOut(t, b, s)
+
+	b2 := newBrowser(t)
+	b2.signIn(s, "/")
+	signOutAtProvider(t, b2, s, p)
+
+	t.Run("without end-session discovery", func(t *testing.T) {
+		p := newProfileProvider(t, testop.Auth0, testop.Config{})
+		if err := p.ChangeDiscovery(map[string]any{"end_session_endpoint": nil}); err != nil {
+			t.Fatal(err)
+		}
+		s, _ := startGuideSite(t, "auth0", p)
+		b := newBrowser(t)
+		b.signIn(s, "/")
+		signOutHere(t, b, s, p)
+	})
+}
