@@ -527,3 +527,46 @@ func TestAuth0Guide(t *testing.T) {
 		signOutHere(t, b, s, p)
 	})
 }
+
+// TestStandardProviderGuides: the guides of the providers of the standard
+// shape, each against its profile: the offline scope the guide asks for
+// gets a refresh token, claims reach the upstream, the access token is
+// substituted and refreshed twice (the refresh tokens rotate), and the
+// sign-out ends the session at the provider too where it has an
+// end_session_endpoint, at the site only where not (Dex).
+func TestStandardProviderGuides(t *testing.T) {
+	for _, c := range []struct {
+		guide      string
+		profile    testop.Profile
+		endSession bool
+	}{
+		{"dex", testop.Dex, false},
+		{"zitadel", testop.Zitadel, true},
+		{"hydra", testop.Hydra, true},
+		{"authentik", testop.Authentik, true},
+	} {
+		t.Run(c.guide, func(t *testing.T) {
+			p := newProfileProvider(t, c.profile, testop.Config{AccessTokenTTL: 10 * time.Second})
+			s, up := startGuideSite(t, c.guide, p)
+			b := newBrowser(t)
+			b.signIn(s, "/")
+			wantHeaders(t, up.lastHeader(), map[string]string{
+				"X-User-Id":    "user-1",
+				"X-User-Email": "alice@example.com",
+				"X-User-Name":  "Alice Example",
+			})
+			if rt := p.TokenResponses()[0]["refresh_token"]; rt == nil {
+				t.Fatalf("no refresh token for scope %q", p.LastAuthorizeRequest().Get("scope"))
+			}
+			first := wantRefreshedToken(t, p, b, s, up)
+			if second := wantRefreshedToken(t, p, b, s, up); second == first {
+				t.Error("the second refresh brought no new access token")
+			}
+			if c.endSession {
+				signOutAtProvider(t, b, s, p)
+			} else {
+				signOutHere(t, b, s, p)
+			}
+		})
+	}
+}
