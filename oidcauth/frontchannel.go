@@ -18,6 +18,13 @@ import (
 // SameSite=Lax cookies to a cross-site iframe. A request without iss and
 // sid ends the session whose cookie it carries, if it carries one.
 //
+// A sid without iss is taken as the provider's (Microsoft Entra ID sends
+// sid alone). The specification wants iss so that a relying party of
+// several providers can tell whose sid it is; without it, with several,
+// the sid ends the sessions of that sid at each of them: sids are the
+// providers' own unguessable identifiers, looked up under each one's
+// issuer and client. An iss without sid is refused.
+//
 // The answer is a small page that may be framed (it is meant to be), and is
 // never cached.
 func (h *Handler) serveFrontchannelLogout(w http.ResponseWriter, r *http.Request) error {
@@ -46,21 +53,31 @@ func (h *Handler) serveFrontchannelLogout(w http.ResponseWriter, r *http.Request
 			h.loggedOut(s.provider, logoutFrontchannel, s.subject, s.sid)
 		}
 		return h.frontchannelPage(w, http.StatusOK)
-	case iss == "" || sid == "":
-		h.logger.Info("front-channel logout refused: iss and sid go together")
+	case sid == "":
+		h.logger.Info("front-channel logout refused: an iss without a sid")
 		return h.frontchannelPage(w, http.StatusBadRequest)
 	}
-	p, ok := h.providerOfIssuer(iss)
-	if !ok {
-		h.logger.Info("front-channel logout refused: another issuer", zap.String("iss", truncate(iss, 200)))
-		return h.frontchannelPage(w, http.StatusBadRequest)
+	// The providers whose sid this may be: the one iss names, or, without
+	// iss, every one.
+	providers := h.providers
+	if iss != "" {
+		p, ok := h.providerOfIssuer(iss)
+		if !ok {
+			h.logger.Info("front-channel logout refused: another issuer", zap.String("iss", truncate(iss, 200)))
+			return h.frontchannelPage(w, http.StatusBadRequest)
+		}
+		providers = []*oidcProvider{p}
 	}
-	if err := h.endProviderSessions(r, p, "", sid); err != nil {
-		h.logger.Error("front-channel logout", zap.Error(err))
-		return h.frontchannelPage(w, http.StatusServiceUnavailable)
+	for _, p := range providers {
+		if err := h.endProviderSessions(r, p, "", sid); err != nil {
+			h.logger.Error("front-channel logout", zap.Error(err))
+			return h.frontchannelPage(w, http.StatusServiceUnavailable)
+		}
 	}
 	h.logger.Info("front-channel logout", zap.String("sid", sid))
-	h.loggedOut(p, logoutFrontchannel, "", sid)
+	for _, p := range providers {
+		h.loggedOut(p, logoutFrontchannel, "", sid)
+	}
 	return h.frontchannelPage(w, http.StatusOK)
 }
 

@@ -139,7 +139,12 @@ type recentRefresh struct {
 }
 
 func (g *refreshGroup) refresh(ctx context.Context, h *Handler, s *Session) (*Session, error) {
-	key := s.refreshToken
+	// The access token is part of the key: a provider that keeps the
+	// refresh token (Google answers refreshes without a new one) leaves
+	// the refreshed session with the same refresh token, and once its own
+	// access token is expiring it must be refreshed again, not handed the
+	// result that replaced the session before it.
+	key := s.refreshToken + "\x00" + s.accessToken
 	g.mu.Lock()
 	if g.inflight == nil {
 		g.inflight = make(map[string]*refreshCall)

@@ -215,6 +215,7 @@ type Provider struct {
 	tokenTTL       time.Duration
 	pause          *tokenPause // armed by PauseTokenEndpoint
 	clientAuth     clientAuthRecord
+	profile        *profileRules // a provider's documented shape; see profiles.go
 }
 
 // grant is what an authorization (and every refresh of it) stands for.
@@ -225,6 +226,8 @@ type grant struct {
 	sid      string
 	nonce    string // of the sign-in; see TokenResponseShape.RepeatNonce
 	authTime time.Time
+
+	profileGrant // what a profile decided at authorization; see profiles.go
 }
 
 type authCode struct {
@@ -239,6 +242,8 @@ type accessToken struct {
 	subject string
 	scope   string
 	expires time.Time
+
+	audience string // of a JWT access token; "" for an opaque one
 }
 
 // tokenPause holds one token request; see [Provider.PauseTokenEndpoint].
@@ -308,6 +313,9 @@ func New(cfg Config) (*Provider, error) {
 		return nil, err
 	}
 	var handler http.Handler = p.middleware(mux)
+	if cfg.IssuerPath == "/" { // an issuer with a trailing slash, as Auth0's
+		p.issuer += "/"
+	}
 	if prefix := strings.TrimSuffix(cfg.IssuerPath, "/"); prefix != "" {
 		p.issuer += "/" + strings.TrimPrefix(cfg.IssuerPath, "/")
 		handler = http.StripPrefix("/"+strings.TrimPrefix(prefix, "/"), handler)
@@ -755,6 +763,7 @@ func (p *Provider) handleAuthorize(w http.ResponseWriter, r *http.Request) {
 		codeChallenge: q.Get("code_challenge"),
 		expires:       time.Now().Add(codeTTL),
 	}
+	p.codes[code].profileGrant = p.profile.decide(q)
 	p.mu.Unlock()
 	reply.Set("code", code)
 	p.addSessionState(reply)
@@ -817,8 +826,11 @@ func (p *Provider) refreshGrant(w http.ResponseWriter, form url.Values, m Misbeh
 	rt := form.Get("refresh_token")
 	p.mu.Lock()
 	g, ok := p.refreshTokens[rt]
-	if ok {
+	if ok && !p.profile.keepsRefreshTokens() {
 		delete(p.refreshTokens, rt) // rotation: the old token is spent
+		p.profile.spendLocked(rt, g.sid)
+	} else if !ok {
+		p.profile.reusedLocked(p, rt)
 	}
 	p.mu.Unlock()
 	if !ok || g.clientID != p.cfg.ClientID {
@@ -863,13 +875,23 @@ func s256(v string) string {
 // misbehaviour m. The refresh token keeps the original grant (scope
 // included) so refreshes can never widen it.
 func (p *Provider) issueTokens(w http.ResponseWriter, g grant, nonce, scope string, m Misbehavior, withIDToken, refresh bool) {
-	access := randomString(p.cfg.AccessTokenSize)
-	refreshToken := randomString(43)
 	p.mu.Lock()
 	ttl := p.tokenTTL
-	p.accessTokens[access] = accessToken{subject: g.subject, scope: scope, expires: time.Now().Add(ttl)}
-	p.refreshTokens[refreshToken] = g
-	p.issued = append(p.issued, access, refreshToken)
+	p.mu.Unlock()
+	access, err := p.newAccessToken(g, scope, ttl)
+	if err != nil {
+		oauthError(w, http.StatusInternalServerError, "server_error", err.Error())
+		return
+	}
+	refreshToken := randomString(43)
+	withRefresh := p.profile.issuesRefreshToken(g, refresh)
+	p.mu.Lock()
+	p.accessTokens[access] = accessToken{subject: g.subject, scope: scope, expires: time.Now().Add(ttl), audience: g.audience}
+	p.issued = append(p.issued, access)
+	if withRefresh {
+		p.refreshTokens[refreshToken] = g
+		p.issued = append(p.issued, refreshToken)
+	}
 	p.mu.Unlock()
 
 	resp := map[string]any{
@@ -878,6 +900,9 @@ func (p *Provider) issueTokens(w http.ResponseWriter, g grant, nonce, scope stri
 		"expires_in":    int64(ttl / time.Second),
 		"refresh_token": refreshToken,
 		"scope":         scope,
+	}
+	if !withRefresh {
+		delete(resp, "refresh_token")
 	}
 	p.shapeTokenResponse(resp)
 	// Like real providers, only OpenID requests get an ID token.
