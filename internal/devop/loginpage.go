@@ -18,7 +18,7 @@ const loginPath = "/login/username"
 // a paragraph: SignIn reads the form's first paragraph as the provider's
 // error message.
 var demoAccountHint = fmt.Sprintf(`<div id="demo-account" style="margin-bottom: 1rem; padding: .5rem; background: #eef4ff; border: 1px solid #9bb8ea;">`+
-	`Demo account:<br>username <code>%s</code><br>password <code>%s</code></div>`,
+	`Demo account:<br>username <code style="white-space: nowrap;">%s</code><br>password <code style="white-space: nowrap;">%s</code></div>`,
 	html.EscapeString(DemoUsername), html.EscapeString(DemoPassword))
 
 // showDemoAccount puts demoAccountHint at the top of the login form. The
