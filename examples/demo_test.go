@@ -112,7 +112,8 @@ func TestDemo(t *testing.T) {
 	got := callAPI(t, browser, "/api/whoami", "Bearer "+tokenPlaceholder)
 	wantAnswer(t, "/api/whoami with the placeholder", got, map[string]any{
 		"valid": true, "sub": devop.DemoSubject, "email": devop.DemoEmail, "path": "/api/whoami",
-		"forwarded_email": devop.DemoEmail, "id_token_forwarded": true,
+		"bearer":          map[string]any{"placeholder": false, "format": "opaque"},
+		"forwarded_email": devop.DemoEmail, "id_token_forwarded": true, "id_token_sub": devop.DemoSubject,
 	})
 
 	// Way 2: no header from the app; the Caddyfile's request_header adds
@@ -120,14 +121,15 @@ func TestDemo(t *testing.T) {
 	got = callAPI(t, browser, "/admin-api/whoami", "")
 	wantAnswer(t, "/admin-api/whoami without a header", got, map[string]any{
 		"valid": true, "sub": devop.DemoSubject, "email": devop.DemoEmail, "path": "/whoami",
-		"forwarded_email": devop.DemoEmail, "id_token_forwarded": true,
+		"bearer":          map[string]any{"placeholder": false, "format": "opaque"},
+		"forwarded_email": devop.DemoEmail, "id_token_forwarded": true, "id_token_sub": devop.DemoSubject,
 	})
 
 	// Without the placeholder nothing is injected, and the API says so.
 	got = callAPI(t, browser, "/api/whoami", "")
 	wantAnswer(t, "/api/whoami without a header", got, map[string]any{
 		"valid": false, "error": "no bearer token", "path": "/api/whoami",
-		"forwarded_email": devop.DemoEmail, "id_token_forwarded": true,
+		"forwarded_email": devop.DemoEmail, "id_token_forwarded": true, "id_token_sub": devop.DemoSubject,
 	})
 
 	// Signing out with the page's button (a form that POSTs from the site)
@@ -214,22 +216,54 @@ func callAPI(t *testing.T, b browser, path, authorization string) apiAnswer {
 	return ans
 }
 
-// wantAnswer checks that the API's answer is exactly want: the verdict and
-// the user's identity, nothing else. Since every field is accounted for,
-// the access token (which the test never learns) cannot be in it; the
-// checks for token-like text below make the intent explicit.
+// wantAnswer checks that the API's answer is exactly want: the verdict, the
+// user's identity and the shape of the token, nothing else, plus the names
+// of the headers it received. Since every field is accounted for, the
+// access token (which the test never learns) cannot be in it; the checks
+// for token-like text below make the intent explicit. In want, a nested
+// object lists the fields to compare; "bearer" also needs a length.
 func wantAnswer(t *testing.T, what string, got apiAnswer, want map[string]any) {
 	t.Helper()
-	if len(got.body) > 512 {
+	if len(got.body) > 1024 {
 		t.Errorf("%s: answer is %d bytes, want a small JSON object:\n%s", what, len(got.body), got.body)
 	}
 	for k, v := range want {
-		if got.json[k] != v {
-			t.Errorf("%s: %s = %v, want %v\n%s", what, k, got.json[k], v, got.body)
+		wantFields, nested := v.(map[string]any)
+		if !nested {
+			if got.json[k] != v {
+				t.Errorf("%s: %s = %v, want %v\n%s", what, k, got.json[k], v, got.body)
+			}
+			continue
+		}
+		gotFields, _ := got.json[k].(map[string]any)
+		for f, fv := range wantFields {
+			if gotFields[f] != fv {
+				t.Errorf("%s: %s.%s = %v, want %v\n%s", what, k, f, gotFields[f], fv, got.body)
+			}
+		}
+	}
+	if _, ok := want["bearer"]; ok {
+		if n, _ := got.json["bearer"].(map[string]any)["length"].(float64); n < 16 {
+			t.Errorf("%s: bearer.length = %v, want a token's\n%s", what, n, got.body)
+		}
+	}
+	headers := map[string]bool{}
+	list, _ := got.json["headers"].([]any)
+	for _, h := range list {
+		name, _ := h.(string)
+		headers[name] = true
+	}
+	wantHeaders := []string{"X-User-Email", "X-Id-Token"}
+	if _, ok := want["bearer"]; ok {
+		wantHeaders = append(wantHeaders, "Authorization")
+	}
+	for _, h := range wantHeaders {
+		if !headers[h] {
+			t.Errorf("%s: headers lacks %s\n%s", what, h, got.body)
 		}
 	}
 	for k := range got.json {
-		if _, ok := want[k]; !ok {
+		if _, ok := want[k]; !ok && k != "headers" {
 			t.Errorf("%s: unexpected field %q in the answer:\n%s", what, k, got.body)
 		}
 	}

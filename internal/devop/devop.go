@@ -8,7 +8,7 @@
 // a fixed, public value: never expose it beyond a developer's machine or a
 // test.
 //
-// Three things differ from the plain example:
+// Four things differ from the plain example:
 //
 //   - The client authenticates the way Config.ClientAuthMethod says
 //     (client_secret_basic, client_secret_post, or private_key_jwt with a
@@ -22,6 +22,8 @@
 //   - Redirect and post-logout redirect URIs may be globs, so tests can
 //     register "http://127.0.0.1:*/oauth2/callback" and listen on random
 //     ports.
+//   - The login page shows the demo user's username and password above
+//     the form, so that someone trying the demo knows what to type.
 //
 // Each Server has its own client table, so several may run in one process.
 package devop
@@ -189,7 +191,7 @@ func New(cfg Config) (*Server, error) {
 		issuer: issuer,
 		auth:   auth,
 		srv: &http.Server{
-			Handler:           auth.enforce(router),
+			Handler:           auth.enforce(showDemoAccount(router)),
 			ReadHeaderTimeout: 10 * time.Second,
 		},
 		served: make(chan struct{}),
