@@ -153,6 +153,27 @@ func TestTwoProvidersSideBySide(t *testing.T) {
 		t.Errorf("carol's call did not carry a token of the test provider")
 	}
 
+	// A front-channel logout naming only a sid (as Entra ID sends it) ends
+	// that provider session's sessions, whichever provider it is of, and
+	// no other.
+	erin := newBrowser(t)
+	links = chooser(erin, "/app")
+	if resp, _ := erin.navigate(o.url + links["Contractors"]); resp.StatusCode != http.StatusOK {
+		t.Fatalf("erin's sign-in: %d", resp.StatusCode)
+	}
+	if resp, _ := newBrowser(t).navigate(o.url + "/oauth2/frontchannel-logout?sid=" + sidOf(t, p)); resp.StatusCode != http.StatusOK {
+		t.Fatalf("front-channel logout by sid: %d", resp.StatusCode)
+	}
+	for _, c := range []struct {
+		who  string
+		b    *browser
+		want int
+	}{{"erin", erin, http.StatusUnauthorized}, {"carol", carol, http.StatusOK}, {"dave", dave, http.StatusOK}} {
+		if resp, _ := c.b.fetch(o.url + "/app"); resp.StatusCode != c.want {
+			t.Errorf("%s after a front-channel logout of erin's sid: %d, want %d", c.who, resp.StatusCode, c.want)
+		}
+	}
+
 	// Each sign-out goes on to the session's provider.
 	s := &site{t: t, url: o.url}
 	for _, c := range []struct {
