@@ -8,7 +8,7 @@
 // a fixed, public value: never expose it beyond a developer's machine or a
 // test.
 //
-// Three things differ from the plain example:
+// Four things differ from the plain example:
 //
 //   - The client authenticates the way Config.ClientAuthMethod says
 //     (client_secret_basic, client_secret_post, or private_key_jwt with a
@@ -22,6 +22,10 @@
 //   - Redirect and post-logout redirect URIs may be globs, so tests can
 //     register "http://127.0.0.1:*/oauth2/callback" and listen on random
 //     ports.
+//   - The client's access tokens may be JWTs (Config.AccessTokenType), which
+//     an API can verify with the provider's keys; opaque ones, the default,
+//     it asks the introspection endpoint about, with the client's
+//     credentials (client_secret_basic or private_key_jwt there).
 //
 // Each Server has its own client table, so several may run in one process.
 package devop
@@ -121,7 +125,19 @@ type Config struct {
 	// values, matched like RedirectURIs (with path.Match for globs). The
 	// default is DefaultPostLogoutRedirectURIs.
 	PostLogoutRedirectURIs []string
+
+	// AccessTokenType is the kind of access token the client is issued:
+	// AccessTokenOpaque (the default) or AccessTokenJWT. Zitadel's JWT
+	// access tokens have typ JWT (not RFC 9068's at+jwt), the client ID as
+	// their aud, and iss, sub, client_id, iat, nbf, exp and jti.
+	AccessTokenType string
 }
+
+// Access token types of Config.AccessTokenType.
+const (
+	AccessTokenOpaque = "opaque"
+	AccessTokenJWT    = "jwt"
+)
 
 // Server is a running provider.
 type Server struct {
@@ -159,6 +175,14 @@ func New(cfg Config) (*Server, error) {
 	if err != nil {
 		return nil, err
 	}
+	tokenType := op.AccessTokenTypeBearer
+	switch cfg.AccessTokenType {
+	case "", AccessTokenOpaque:
+	case AccessTokenJWT:
+		tokenType = op.AccessTokenTypeJWT
+	default:
+		return nil, fmt.Errorf("access token type %q: want %s or %s", cfg.AccessTokenType, AccessTokenOpaque, AccessTokenJWT)
+	}
 
 	ln, err := net.Listen("tcp", cfg.Addr)
 	if err != nil {
@@ -179,6 +203,7 @@ func New(cfg Config) (*Server, error) {
 		Storage:    storage.NewStorageWithClients(demoUsers{}, map[string]*storage.Client{cfg.ClientID: client}),
 		client:     client,
 		auth:       auth,
+		tokenType:  tokenType,
 		redirects:  splitGlobs(cfg.RedirectURIs),
 		postLogout: splitGlobs(cfg.PostLogoutRedirectURIs),
 	}
@@ -271,6 +296,7 @@ type devStorage struct {
 	*storage.Storage
 	client     *storage.Client
 	auth       *clientAuth
+	tokenType  op.AccessTokenType
 	redirects  uriPatterns
 	postLogout uriPatterns
 }
@@ -280,7 +306,7 @@ func (s *devStorage) GetClientByClientID(ctx context.Context, clientID string) (
 	if clientID != s.client.GetID() {
 		return s.Storage.GetClientByClientID(ctx, clientID)
 	}
-	return devClient{Client: s.client, authMethod: s.auth.method, redirects: s.redirects, postLogout: s.postLogout}, nil
+	return devClient{Client: s.client, authMethod: s.auth.method, tokenType: s.tokenType, redirects: s.redirects, postLogout: s.postLogout}, nil
 }
 
 // devClient is the web client with its redirect URIs (exact and globs) and
@@ -288,12 +314,16 @@ func (s *devStorage) GetClientByClientID(ctx context.Context, clientID string) (
 type devClient struct {
 	*storage.Client
 	authMethod oidc.AuthMethod
+	tokenType  op.AccessTokenType
 	redirects  uriPatterns
 	postLogout uriPatterns
 }
 
 // AuthMethod implements op.Client.
 func (c devClient) AuthMethod() oidc.AuthMethod { return c.authMethod }
+
+// AccessTokenType implements op.Client.
+func (c devClient) AccessTokenType() op.AccessTokenType { return c.tokenType }
 
 // RedirectURIs implements op.Client.
 func (c devClient) RedirectURIs() []string { return c.redirects.exact }
