@@ -470,6 +470,10 @@ func (h *Handler) provision(ctx caddy.Context, logger *zap.Logger) error {
 	if err != nil {
 		return err
 	}
+	var introspectionTimeout time.Duration
+	if h.Bearer != nil {
+		introspectionTimeout = h.Bearer.introspectionTimeout
+	}
 	h.op = provider.New(provider.Config{
 		Issuer:      issuer,
 		Tenants:     h.Tenants,
@@ -479,7 +483,9 @@ func (h *Handler) provision(ctx caddy.Context, logger *zap.Logger) error {
 		SigningAlgs: h.SigningAlgs,
 		HTTPClient:  &http.Client{Timeout: providerRequestTimeout},
 		Logger:      h.logger,
-		Now:         h.now,
+
+		IntrospectionTimeout: introspectionTimeout,
+		Now:                  h.now,
 	})
 	go h.op.Run(ctx)
 	return nil
@@ -628,8 +634,10 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request, next caddyht
 		if r.URL.Path == h.Bearer.MetadataPath {
 			return h.serveResourceMetadata(w, r)
 		}
-		if token, ok := bearerToken(r); ok {
-			return h.serveBearer(w, r, token, func(r *http.Request) error { return next.ServeHTTP(w, r) })
+		if cred, ok := bearerCredential(r); ok {
+			if served, err := h.serveBearerCredential(w, r, cred, func(r *http.Request) error { return next.ServeHTTP(w, r) }); served {
+				return err
+			}
 		}
 	}
 
