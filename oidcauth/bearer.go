@@ -23,7 +23,8 @@ import (
 type BearerConfig struct {
 	// Audience lists this API's identifiers: a JWT access token's aud must
 	// name one of them (RFC 9068), or a token the provider issued for
-	// another API would do. Required for JWT access tokens.
+	// another API would do; so must an introspection answer's aud, when it
+	// has one. Required for JWT access tokens.
 	Audience []string `json:"audience,omitempty"`
 
 	// Introspect checks tokens that are not JWTs (opaque tokens) at the
@@ -189,10 +190,12 @@ func (h *Handler) authenticateBearer(r *http.Request, token string) (*bearerIden
 	if !in.Expiry.IsZero() && !h.now().Before(in.Expiry) {
 		return nil, errBearerRefused{"the token has expired"}
 	}
-	if len(b.Audience) > 0 {
-		if !audienceIn(in.Claims["aud"], b.Audience) {
-			return nil, errBearerRefused{"the token is not for this resource"}
-		}
+	// aud is optional in an introspection answer (RFC 7662 2.2): when
+	// there, it must name this API; when not, the provider vouched for
+	// the token to this client, as Zitadel does only for a client in the
+	// token's audience.
+	if aud, ok := in.Claims["aud"]; ok && len(b.Audience) > 0 && !audienceIn(aud, b.Audience) {
+		return nil, errBearerRefused{"the token is not for this resource"}
 	}
 	granted := verify.Scopes(in.Claims)
 	for _, want := range b.Scopes {

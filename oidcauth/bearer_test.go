@@ -336,6 +336,14 @@ func TestBearerOpaqueTokensIntrospected(t *testing.T) {
 		rec, passed := serve(t, h, apiRequest("Bearer unknown-opaque-token"))
 		assertChallenge(t, rec, passed, metadata)
 	})
+	t.Run("answer without aud", func(t *testing.T) {
+		// RFC 7662 makes aud optional; Zitadel leaves it out and answers
+		// active only to a client in the token's audience.
+		noAud := p.MintOpaqueAccessToken(testop.AccessTokenSpec{Claims: map[string]any{"aud": nil}})
+		if rec, passed := serve(t, h, apiRequest("Bearer "+noAud)); passed == nil {
+			t.Errorf("refused: %d %s", rec.Code, rec.Body)
+		}
+	})
 	t.Run("another API's", func(t *testing.T) {
 		other := p.MintOpaqueAccessToken(testop.AccessTokenSpec{Audience: []string{"https://other.example"}})
 		rec, passed := serve(t, h, apiRequest("Bearer "+other))
