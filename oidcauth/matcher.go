@@ -72,18 +72,23 @@ func requestClaims(r *http.Request) (rules.Claims, bool) {
 // UnmarshalCaddyfile sets up the matcher from Caddyfile tokens. Syntax:
 //
 //	oidc_claim <path> <value...>
+//
+// Caddy hands every oidc_claim line of a matcher set to one matcher; a
+// second is refused rather than dropped, as it would narrow the match.
+// Two claims that must both hold take a route nested in another.
 func (m *MatchClaim) UnmarshalCaddyfile(d *caddyfile.Dispenser) error {
-	d.Next() // matcher name
-	args := d.RemainingArgs()
-	if len(args) < 2 {
-		return d.Errf("oidc_claim: want a claim path and at least one value, got %d arguments", len(args))
-	}
-	if m.Claim != "" {
-		return d.Errf("oidc_claim: given twice in one matcher set")
-	}
-	m.Claim, m.Values = args[0], args[1:]
-	if d.NextBlock(0) {
-		return d.Errf("oidc_claim: takes no block")
+	for d.Next() { // matcher name
+		args := d.RemainingArgs()
+		if len(args) < 2 {
+			return d.Errf("oidc_claim: want a claim path and at least one value, got %d arguments", len(args))
+		}
+		if m.Claim != "" {
+			return d.Errf("oidc_claim: given twice in one matcher set")
+		}
+		m.Claim, m.Values = args[0], args[1:]
+		if d.NextBlock(0) {
+			return d.Errf("oidc_claim: takes no block")
+		}
 	}
 	return nil
 }
