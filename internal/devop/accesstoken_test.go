@@ -190,3 +190,50 @@ func TestIntrospectionWithPrivateKeyJWT(t *testing.T) {
 		t.Errorf("%d %v, want active", status, in)
 	}
 }
+
+// TestDemoUserGroups: the demo user's groups reach the ID token, the
+// userinfo endpoint, JWT access tokens and introspection answers.
+func TestDemoUserGroups(t *testing.T) {
+	want := strings.Join(devop.DemoGroups, ",")
+	groups := func(v any) string {
+		var out []string
+		list, _ := v.([]any)
+		for _, g := range list {
+			s, _ := g.(string)
+			out = append(out, s)
+		}
+		return strings.Join(out, ",")
+	}
+	for _, kind := range []string{devop.AccessTokenJWT, devop.AccessTokenOpaque} {
+		srv := startProvider(t, devop.Config{AccessTokenType: kind})
+		rp := newRelyingParty(t, srv, devop.DefaultClientID, devop.DefaultClientSecret, oidc.ScopeEmail, oidc.ScopeProfile)
+		tok, idToken := rp.signIn(t)
+		var idClaims map[string]any
+		if err := idToken.Claims(&idClaims); err != nil {
+			t.Fatal(err)
+		}
+		if got := groups(idClaims["groups"]); got != want {
+			t.Errorf("%s: ID token groups %q, want %q", kind, got, want)
+		}
+		info, err := rp.provider.UserInfo(t.Context(), oauth2.StaticTokenSource(tok))
+		if err != nil {
+			t.Fatal(err)
+		}
+		var infoClaims map[string]any
+		if err := info.Claims(&infoClaims); err != nil {
+			t.Fatal(err)
+		}
+		if got := groups(infoClaims["groups"]); got != want {
+			t.Errorf("%s: userinfo groups %q, want %q", kind, got, want)
+		}
+		if kind == devop.AccessTokenJWT {
+			if got := groups(jwtPart(t, tok.AccessToken, 1)["groups"]); got != want {
+				t.Errorf("JWT access token groups %q, want %q", got, want)
+			}
+		}
+		endpoint, _ := introspectionEndpoint(t, rp)
+		if _, in := introspect(t, endpoint, tok.AccessToken, devop.DefaultClientID+":"+devop.DefaultClientSecret, nil); groups(in["groups"]) != want {
+			t.Errorf("%s: introspection answer %v, want groups %q", kind, in, want)
+		}
+	}
+}
