@@ -120,20 +120,7 @@ func BenchmarkAuthenticatedRequestUncached(b *testing.B) {
 // verified: what remains is hashing it, checking its lifetime, and
 // attaching its identity and placeholders to the request.
 func BenchmarkBearerRequest(b *testing.B) {
-	h, p := bearerHandler(b, &Handler{}, &BearerConfig{Audience: []string{testAPI}, Typ: "at+jwt"})
-	tok := mint(b, p, testop.AccessTokenSpec{
-		Subject: "2f1c5a0e-6c3b-4d2e-9a57-4b8f1d0c7e21",
-		Scope:   "openid profile email orders:read orders:write",
-		TTL:     time.Hour,
-		Claims: map[string]any{
-			"email": "alice@example.com", "preferred_username": "alice",
-			"realm_access": map[string]any{"roles": []string{"offline_access", "uma_authorization", "api-user"}},
-			"azp":          "client", "sid": "8e7f6a1b-2c3d-4e5f-8a9b-0c1d2e3f4a5b",
-		},
-	})
-	if n := len(tok); n < 700 || n > 1200 {
-		b.Fatalf("token is %d bytes", n)
-	}
+	h, tok := bearerBenchSetup(b)
 	base := httptest.NewRequest(http.MethodGet, "http://example.com/api/orders", nil)
 	auth := []string{"Bearer " + tok}
 	next := &recordingNext{}
@@ -168,4 +155,46 @@ func BenchmarkBearerRequest(b *testing.B) {
 	if next.r == nil {
 		b.Fatal("the last request was not authenticated")
 	}
+}
+
+// BenchmarkBearerRequestUncached is the same call when the token is not
+// yet known verified (a client's first call, or its first on another
+// instance): decoding, the RS256 signature check and the claims included.
+func BenchmarkBearerRequestUncached(b *testing.B) {
+	h, tok := bearerBenchSetup(b)
+	base := httptest.NewRequest(http.MethodGet, "http://example.com/api/orders", nil)
+	base.Header.Set("Authorization", "Bearer "+tok)
+	w := httptest.NewRecorder()
+	next := &recordingNext{}
+	b.ReportAllocs()
+	for b.Loop() {
+		h.Bearer.verified.mu.Lock()
+		clear(h.Bearer.verified.entries)
+		h.Bearer.verified.mu.Unlock()
+		next.r = nil
+		_ = h.ServeHTTP(w, caddyreq.WithContext(base), next)
+		if next.r == nil {
+			b.Fatalf("the token was refused: %d", w.Code)
+		}
+	}
+}
+
+// bearerBenchSetup returns a handler taking JWT access tokens, with the
+// provider's keys fetched, and a realistic token for it.
+func bearerBenchSetup(b *testing.B) (*Handler, string) {
+	h, p := bearerHandler(b, &Handler{}, &BearerConfig{Audience: []string{testAPI}, Typ: "at+jwt"})
+	tok := mint(b, p, testop.AccessTokenSpec{
+		Subject: "2f1c5a0e-6c3b-4d2e-9a57-4b8f1d0c7e21",
+		Scope:   "openid profile email orders:read orders:write",
+		TTL:     time.Hour,
+		Claims: map[string]any{
+			"email": "alice@example.com", "preferred_username": "alice",
+			"realm_access": map[string]any{"roles": []string{"offline_access", "uma_authorization", "api-user"}},
+			"azp":          "client", "sid": "8e7f6a1b-2c3d-4e5f-8a9b-0c1d2e3f4a5b",
+		},
+	})
+	if n := len(tok); n < 700 || n > 1200 {
+		b.Fatalf("token is %d bytes", n)
+	}
+	return h, tok
 }
