@@ -81,7 +81,13 @@ func (b *BearerConfig) provision() {
 	b.verified = &verifiedCache{entries: make(map[string]verifiedToken), max: verifiedCacheSize}
 }
 
-func (b *BearerConfig) validate() error {
+func (b *BearerConfig) validate(h *Handler) error {
+	if b.Introspect && h.ClientSecret == "" && h.ClientKey == "" && h.ClientKeyFile == "" {
+		// RFC 7662 2.1: the introspection endpoint answers only an
+		// authenticated caller; without credentials every opaque token
+		// would be answered 503.
+		return errors.New("bearer: introspect needs the client's credentials (client_secret or client_key)")
+	}
 	if len(b.Audience) == 0 && !b.Introspect {
 		return errors.New("bearer: name the audience of JWT access tokens, or introspect")
 	}
@@ -452,10 +458,15 @@ func (h *Handler) serveBearer(w http.ResponseWriter, r *http.Request, token stri
 	return h.admitBearer(w, r, id, next)
 }
 
-// admitBearer lets a caller whose token is valid in, if the rules do.
+// admitBearer lets a caller whose token is valid in, if the rules do. A
+// session cookie that came along stays here, as on a session's request.
 func (h *Handler) admitBearer(w http.ResponseWriter, r *http.Request, id *bearerIdentity, next func(*http.Request) error) error {
 	if d := h.rules.Decide(id.ruleClaims()); !d.Allowed {
 		return h.accessDenied(w, r, id.subject, d.Rule)
+	}
+	if _, ok := r.Header["Cookie"]; ok {
+		rc := h.requestCookies(r)
+		h.stripOwnCookies(r, &rc)
 	}
 	return next(attachBearer(r, id))
 }

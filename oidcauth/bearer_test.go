@@ -263,6 +263,35 @@ func TestBearerTokenWinsOverSessionCookie(t *testing.T) {
 	assertChallenge(t, rec, passed, "http://example.com/.well-known/oauth-protected-resource")
 }
 
+// A session cookie that comes with a bearer token is oidc_auth's, as on
+// a session's request: it does not go upstream; the site's other cookies
+// do.
+func TestBearerRequestDoesNotPassSessionCookieOn(t *testing.T) {
+	h, p := bearerHandler(t, &Handler{}, &BearerConfig{Audience: []string{testAPI}})
+	r := signedInRequest(t, h, testSession(time.Now(), 10, 40))
+	r.Header.Add("Cookie", "theme=dark")
+	r.Header.Set("Authorization", "Bearer "+mint(t, p, testop.AccessTokenSpec{}))
+	_, passed := serve(t, h, r)
+	if passed == nil {
+		t.Fatal("refused")
+	}
+	if got := strings.Join(passed.Header.Values("Cookie"), "; "); got != "theme=dark" {
+		t.Errorf("Cookie passed on: %q, want only theme=dark", got)
+	}
+}
+
+func TestIntrospectionNeedsClientCredentials(t *testing.T) {
+	h, _ := bearerHandler(t, &Handler{}, &BearerConfig{Introspect: true}) // with a client secret
+	h.ClientSecret = ""
+	if err := h.Validate(); err == nil || !strings.Contains(err.Error(), "introspect") {
+		t.Errorf("introspect without a client secret or key: %v, want an error", err)
+	}
+	h.ClientKeyFile = "/run/secrets/client-key.pem"
+	if err := h.Validate(); err != nil {
+		t.Errorf("with a client key: %v", err)
+	}
+}
+
 // The browser app refers to the user's access token by token_inject's
 // placeholder, in the Authorization header too; with bearer tokens
 // accepted, that request is still the session's.

@@ -575,7 +575,7 @@ func (h *Handler) Validate() error {
 		}
 	}
 	if h.Bearer != nil {
-		if err := h.Bearer.validate(); err != nil {
+		if err := h.Bearer.validate(h); err != nil {
 			return err
 		}
 	}
