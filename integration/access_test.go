@@ -292,6 +292,9 @@ func TestAllowAndDenyRulesThroughCaddy(t *testing.T) {
 			claim realm_access.roles admin
 		}
 		allow {
+			email dana@partner.example
+		}
+		allow {
 			claim_regexp https://example.com/tier ^(gold|platinum)$
 		}
 		deny {
@@ -306,6 +309,8 @@ func TestAllowAndDenyRulesThroughCaddy(t *testing.T) {
 		{"verified domain and userinfo group", map[string]any{"email": "alice@example.com", "email_verified": true}, true},
 		{"unverified domain", map[string]any{"email": "alice@example.com", "email_verified": false}, false},
 		{"other domain", map[string]any{"email": "bob@elsewhere.example", "email_verified": true}, false},
+		{"listed address", map[string]any{"email": "Dana@Partner.example", "email_verified": false}, true},
+		{"unlisted address", map[string]any{"email": "dan@partner.example", "email_verified": true}, false},
 		{"nested role", map[string]any{"email": "bob@elsewhere.example", "realm_access": map[string]any{"roles": []string{"user", "admin"}}}, true},
 		{"namespaced regexp", map[string]any{"email": "bob@elsewhere.example", "https://example.com/tier": "platinum"}, true},
 		{"namespaced regexp refused", map[string]any{"email": "bob@elsewhere.example", "https://example.com/tier": "platinum-trial"}, false},
@@ -400,6 +405,63 @@ func TestClaimMatcherInCaddyfile(t *testing.T) {
 		}
 		if resp, body := apiClient(t).call(http.MethodGet, s.url+"/area", "Bearer "+tok); resp.StatusCode != http.StatusOK || !strings.Contains(body, c.want) {
 			t.Errorf("bearer token with %v: %d %q, want %q", c.claims, resp.StatusCode, body, c.want)
+		}
+	}
+}
+
+// TestRulesWithZitadelGroups: the zitadel OP's demo user, in the staff and
+// reporting groups, enters a site that lets reporting in and is refused
+// by one for admins only or one that denies staff, as a browser and with
+// its own access token, whose claims (groups, but no email) decide for it.
+func TestRulesWithZitadelGroups(t *testing.T) {
+	op, err := devop.New(devop.Config{
+		Addr: "127.0.0.1:0", ClientID: "caddy-test", ClientSecret: "test-secret",
+		RedirectURIs:    []string{"http://127.0.0.1:*/oauth2/callback"},
+		AccessTokenType: devop.AccessTokenJWT,
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(op.Close)
+	var token string
+	for _, c := range []struct {
+		rules          string
+		session, token int
+	}{
+		{"", http.StatusOK, http.StatusOK},
+		{"allow {\n\t\t\tclaim groups reporting\n\t\t}", http.StatusOK, http.StatusOK},
+		{"allow {\n\t\t\temail_domain example.com\n\t\t\tclaim groups reporting\n\t\t}", http.StatusOK, http.StatusForbidden},
+		{"allow {\n\t\t\tclaim groups admins\n\t\t}", http.StatusForbidden, http.StatusForbidden},
+		{"deny {\n\t\t\tclaim_regexp groups ^staff$\n\t\t}", http.StatusForbidden, http.StatusForbidden},
+	} {
+		up := newUpstream(t)
+		s := startSite(t, up, siteOptions{issuer: op.Issuer(), clientID: "caddy-test", secret: "test-secret",
+			extra: c.rules + `
+		bearer {
+			audience caddy-test
+		}`, routes: bearerRoutes(up)})
+		b := newBrowser(t)
+		resp, _ := b.navigate(s.url + "/app")
+		resp, err = devop.SignIn(b.client, resp.Request.URL.String(), devop.DemoUsername, devop.DemoPassword)
+		if err != nil {
+			t.Fatal(err)
+		}
+		resp.Body.Close()
+		if resp.StatusCode != c.session {
+			t.Errorf("%q: the signed-in demo user got %d, want %d", c.rules, resp.StatusCode, c.session)
+		}
+		if token == "" {
+			// The user's access token, as the upstream gets it.
+			req, _ := http.NewRequest(http.MethodGet, s.url+"/api/me", nil)
+			req.Header.Set("Authorization", "Bearer <<APPSMITH_USER_OAUTH2_ACCESS_TOKEN>>")
+			b.do(req)
+			token = strings.TrimPrefix(up.lastHeader().Get("Authorization"), "Bearer ")
+			if groups := decodeJWTClaims(t, token)["groups"]; fmt.Sprint(groups) != "[staff reporting]" {
+				t.Fatalf("the access token's groups are %v", groups)
+			}
+		}
+		if resp, body := apiClient(t).call(http.MethodGet, s.url+"/api/orders", "Bearer "+token); resp.StatusCode != c.token {
+			t.Errorf("%q: the demo user's access token got %d %s, want %d", c.rules, resp.StatusCode, body, c.token)
 		}
 	}
 }
