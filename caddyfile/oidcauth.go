@@ -1,6 +1,7 @@
 package caddyfile
 
 import (
+	"regexp"
 	"slices"
 	"strconv"
 	"strings"
@@ -11,6 +12,7 @@ import (
 	"github.com/caddyserver/caddy/v2/modules/caddyhttp"
 
 	"github.com/oidcgate/caddy-oidc/internal/provider"
+	"github.com/oidcgate/caddy-oidc/internal/rules"
 	"github.com/oidcgate/caddy-oidc/oidcauth"
 )
 
@@ -46,6 +48,22 @@ import (
 //		tenants              <tenant-id...>|*  # multi-tenant providers
 //		backchannel_logout_path <path>         # default: /oauth2/backchannel-logout
 //		frontchannel_logout_path <path>        # default: /oauth2/frontchannel-logout
+//		allow {                                # repeatable; lines in a block all hold
+//			email        <address...>
+//			email_domain <domain...>         # requires email_verified
+//			claim        <path> <value...>
+//			claim_regexp <path> <regexp>
+//		}
+//		deny { ... }                           # as allow; any match refuses
+//		bearer {
+//			audience      <aud...>            # required for JWT access tokens
+//			introspect                        # opaque tokens, RFC 7662
+//			typ           at+jwt              # RFC 9068 typ required
+//			scope         <scope...>          # required scopes
+//			introspection_cache_ttl <duration> # default: 1m
+//			metadata_path <path>              # default: /.well-known/oauth-protected-resource
+//		}
+//		cors_preflight       on|off            # default: on
 //		session_store        cookie|memory [<max_entries>]|redis {
 //			address     <host:port...>        # several: Cluster, or Sentinel with master_name
 //			master_name <name>
@@ -167,6 +185,35 @@ func parseOIDCAuth(h httpcaddyfile.Helper) (caddyhttp.MiddlewareHandler, error) 
 			if err := oneArg(h.Dispenser, "oidc_auth", &a.FrontchannelLogoutPath); err != nil {
 				return nil, err
 			}
+		case "allow", "deny":
+			rule, err := parseRule(h, sub)
+			if err != nil {
+				return nil, err
+			}
+			if sub == "allow" {
+				a.Allow = append(a.Allow, rule)
+			} else {
+				a.Deny = append(a.Deny, rule)
+			}
+		case "bearer":
+			if a.Bearer != nil {
+				return nil, h.Err("oidc_auth: bearer given twice")
+			}
+			b, err := parseBearer(h)
+			if err != nil {
+				return nil, err
+			}
+			a.Bearer = b
+		case "cors_preflight":
+			var v string
+			if err := oneArg(h.Dispenser, "oidc_auth", &v); err != nil {
+				return nil, err
+			}
+			if v != "on" && v != "off" {
+				return nil, h.Errf("oidc_auth: cors_preflight %q: want on or off", v)
+			}
+			on := v == "on"
+			a.CORSPreflight = &on
 		case "session_store":
 			if a.SessionStore != nil {
 				return nil, h.Err("oidc_auth: session_store given twice")
@@ -230,6 +277,100 @@ func parseOIDCAuth(h httpcaddyfile.Helper) (caddyhttp.MiddlewareHandler, error) 
 		return nil, h.Err("oidc_auth: client_id is required")
 	}
 	return a, nil
+}
+
+// parseRule reads an allow or deny block: each line a condition, all of
+// which must hold.
+func parseRule(h httpcaddyfile.Helper, kind string) (rules.Rule, error) {
+	var r rules.Rule
+	if h.NextArg() {
+		return r, h.Errf("oidc_auth: %s takes a block, got argument %q", kind, h.Val())
+	}
+	nesting := h.Nesting()
+	for h.NextBlock(nesting) {
+		line := h.Val()
+		args := h.RemainingArgs()
+		var c rules.Condition
+		switch line {
+		case "email":
+			if len(args) == 0 {
+				return r, h.Errf("oidc_auth: %s: email takes at least one address", kind)
+			}
+			c.Email = args
+		case "email_domain":
+			if len(args) == 0 {
+				return r, h.Errf("oidc_auth: %s: email_domain takes at least one domain", kind)
+			}
+			c.EmailDomain = args
+		case "claim":
+			if len(args) < 2 {
+				return r, h.Errf("oidc_auth: %s: claim takes a path and at least one value, got %d arguments", kind, len(args))
+			}
+			c.Claim, c.Values = args[0], args[1:]
+		case "claim_regexp":
+			if len(args) != 2 {
+				return r, h.Errf("oidc_auth: %s: claim_regexp takes a path and a regular expression, got %d arguments", kind, len(args))
+			}
+			if _, err := regexp.Compile(args[1]); err != nil {
+				return r, h.Errf("oidc_auth: %s: claim_regexp %s: %v", kind, args[0], err)
+			}
+			c.ClaimRegexp, c.Pattern = args[0], args[1]
+		default:
+			return r, h.Errf("oidc_auth: %s: unknown condition %q (want email, email_domain, claim or claim_regexp)", kind, line)
+		}
+		r.Conditions = append(r.Conditions, c)
+	}
+	if len(r.Conditions) == 0 {
+		return r, h.Errf("oidc_auth: %s: an empty block", kind)
+	}
+	return r, nil
+}
+
+// parseBearer reads the bearer block.
+func parseBearer(h httpcaddyfile.Helper) (*oidcauth.BearerConfig, error) {
+	b := new(oidcauth.BearerConfig)
+	if h.NextArg() {
+		return nil, h.Errf("oidc_auth: bearer takes a block, got argument %q", h.Val())
+	}
+	nesting := h.Nesting()
+	for h.NextBlock(nesting) {
+		switch sub := h.Val(); sub {
+		case "audience":
+			if err := someArgs(h.Dispenser, "oidc_auth", &b.Audience); err != nil {
+				return nil, err
+			}
+		case "introspect":
+			if h.NextArg() {
+				return nil, h.Errf("oidc_auth: bearer: introspect takes no arguments, got %q", h.Val())
+			}
+			b.Introspect = true
+		case "typ":
+			if err := oneArg(h.Dispenser, "oidc_auth", &b.Typ); err != nil {
+				return nil, err
+			}
+			if !strings.EqualFold(b.Typ, "at+jwt") {
+				return nil, h.Errf("oidc_auth: bearer: typ %q: only at+jwt can be required", b.Typ)
+			}
+		case "scope":
+			if err := someArgs(h.Dispenser, "oidc_auth", &b.Scopes); err != nil {
+				return nil, err
+			}
+		case "introspection_cache_ttl":
+			if err := durationArg(h.Dispenser, "oidc_auth", &b.IntrospectionCacheTTL); err != nil {
+				return nil, err
+			}
+		case "metadata_path":
+			if err := oneArg(h.Dispenser, "oidc_auth", &b.MetadataPath); err != nil {
+				return nil, err
+			}
+		default:
+			return nil, h.Errf("oidc_auth: bearer: unknown option %q", sub)
+		}
+	}
+	if len(b.Audience) == 0 && !b.Introspect {
+		return nil, h.Err("oidc_auth: bearer: name the audience of JWT access tokens, or introspect")
+	}
+	return b, nil
 }
 
 // parseSessionStore reads `session_store <type> [<max_entries>] [{ redis }]`.

@@ -173,6 +173,11 @@ func (h *Handler) unauthenticated(w http.ResponseWriter, r *http.Request) error 
 	if h.wantsRedirect(r) {
 		return h.startLogin(w, r, rd)
 	}
+	if h.Bearer != nil {
+		// An API that takes bearer tokens says how to get one (RFC 6750
+		// 3, RFC 9728 5.1).
+		return h.bearerChallenge(w, r, "no access token")
+	}
 	loginURL := h.LoginPath + "?rd=" + url.QueryEscape(rd)
 	w.Header().Set("WWW-Authenticate", `OIDC realm="`+strings.ReplaceAll(r.Host, `"`, "")+`", login_url="`+loginURL+`"`)
 	writeJSON(w, h.UnauthenticatedStatus, map[string]string{

@@ -19,6 +19,7 @@ import (
 
 	"github.com/oidcgate/caddy-oidc/internal/origin"
 	"github.com/oidcgate/caddy-oidc/internal/provider"
+	"github.com/oidcgate/caddy-oidc/internal/rules"
 	"github.com/oidcgate/caddy-oidc/internal/sessionstore"
 	"github.com/oidcgate/caddy-oidc/internal/verify"
 )
@@ -161,6 +162,26 @@ type Handler struct {
 	// are not redirected. Default: 401.
 	UnauthenticatedStatus int `json:"unauthenticated_status,omitempty"`
 
+	// Allow rules let a signed-in user (or bearer token) in when at least
+	// one of them matches (if there are any); Deny rules keep out whoever
+	// one of them matches, first. A rule matches when all its conditions
+	// hold, over the ID token's claims and then userinfo's (or a bearer
+	// token's). Refused callers get 403. Default: none (every account the
+	// provider signs in enters).
+	Allow []rules.Rule `json:"allow,omitempty"`
+	Deny  []rules.Rule `json:"deny,omitempty"`
+
+	// Bearer accepts API clients' own access tokens in the Authorization
+	// header, next to browser sessions; a request with a bearer token is
+	// decided by the token, even if it has a session cookie. Default: off.
+	Bearer *BearerConfig `json:"bearer,omitempty"`
+
+	// CORSPreflight lets CORS preflight requests (OPTIONS with
+	// Access-Control-Request-Method) through without a session or token,
+	// as browsers send them without credentials, so that a single-page app
+	// on another origin can call the API. Default: true.
+	CORSPreflight *bool `json:"cors_preflight,omitempty"`
+
 	// SessionStore says where sessions are kept. Default: encrypted cookies.
 	SessionStore *SessionStoreConfig `json:"session_store,omitempty"`
 
@@ -246,6 +267,8 @@ type Handler struct {
 	storage       certmagic.Storage
 	redirectURL   *url.URL           // absolute RedirectURL, or nil for request-relative
 	op            *provider.Provider // the OpenID provider
+	rules         *rules.Set         // nil: everyone enters
+	corsPreflight bool
 	store         SessionStore
 	keys          *keyRing
 	cookies       cookieSettings
@@ -367,6 +390,16 @@ func (h *Handler) provision(ctx caddy.Context, logger *zap.Logger) error {
 	if h.Userinfo == "" {
 		h.Userinfo = userinfoOn
 	}
+	h.corsPreflight = h.CORSPreflight == nil || *h.CORSPreflight
+	if len(h.Allow) > 0 || len(h.Deny) > 0 {
+		h.rules = &rules.Set{Allow: h.Allow, Deny: h.Deny}
+		if err := h.rules.Compile(); err != nil {
+			return fmt.Errorf("rules: %v", err)
+		}
+	}
+	if h.Bearer != nil {
+		h.Bearer.provision()
+	}
 	if h.UnauthenticatedStatus == 0 {
 		h.UnauthenticatedStatus = http.StatusUnauthorized
 	}
@@ -437,6 +470,10 @@ func (h *Handler) provision(ctx caddy.Context, logger *zap.Logger) error {
 	if err != nil {
 		return err
 	}
+	var introspectionTimeout time.Duration
+	if h.Bearer != nil {
+		introspectionTimeout = h.Bearer.introspectionTimeout
+	}
 	h.op = provider.New(provider.Config{
 		Issuer:      issuer,
 		Tenants:     h.Tenants,
@@ -446,7 +483,9 @@ func (h *Handler) provision(ctx caddy.Context, logger *zap.Logger) error {
 		SigningAlgs: h.SigningAlgs,
 		HTTPClient:  &http.Client{Timeout: providerRequestTimeout},
 		Logger:      h.logger,
-		Now:         h.now,
+
+		IntrospectionTimeout: introspectionTimeout,
+		Now:                  h.now,
 	})
 	go h.op.Run(ctx)
 	return nil
@@ -535,6 +574,11 @@ func (h *Handler) Validate() error {
 			return fmt.Errorf("auth_params: %q is set by oidc_auth and cannot be configured", k)
 		}
 	}
+	if h.Bearer != nil {
+		if err := h.Bearer.validate(h); err != nil {
+			return err
+		}
+	}
 	switch h.Userinfo {
 	case userinfoOn, userinfoOff, userinfoRefresh:
 	default:
@@ -581,6 +625,22 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request, next caddyht
 		return h.serveFrontchannelLogout(w, r)
 	}
 
+	if h.corsPreflight && r.Method == http.MethodOptions && r.Header.Get("Access-Control-Request-Method") != "" {
+		// Browsers send preflights without credentials; the request that
+		// follows is authenticated as any other.
+		return next.ServeHTTP(w, r)
+	}
+	if h.Bearer != nil {
+		if r.URL.Path == h.Bearer.MetadataPath {
+			return h.serveResourceMetadata(w, r)
+		}
+		if cred, ok := bearerCredential(r); ok {
+			if served, err := h.serveBearerCredential(w, r, cred, func(r *http.Request) error { return next.ServeHTTP(w, r) }); served {
+				return err
+			}
+		}
+	}
+
 	rc := h.requestCookies(r)
 	s, err := h.session(w, r, &rc)
 	if err != nil {
@@ -588,6 +648,11 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request, next caddyht
 	}
 	if s == nil {
 		return h.unauthenticated(w, r)
+	}
+	if h.rules != nil {
+		if d := h.rules.Decide(s.ruleClaims()); !d.Allowed {
+			return h.accessDenied(w, r, s.subject, d.Rule)
+		}
 	}
 	return next.ServeHTTP(w, attach(r, s, h.stripOwnCookies(r, &rc)))
 }

@@ -39,6 +39,9 @@ type requestState struct {
 	context.Context
 
 	session *Session
+	// bearer is who the request's bearer token says the caller is, when
+	// the request was authenticated by one instead of a session.
+	bearer *bearerIdentity
 	// cookies are the request's Cookie header lines as the client sent
 	// them, when oidc_auth removed its own cookies before passing the
 	// request on; saving a refreshed session needs to see them.
@@ -74,6 +77,9 @@ func (st *requestState) placeholder(key string) (any, bool) {
 	var s *Session
 	if st != nil {
 		s = st.session
+		if st.bearer != nil {
+			return st.bearer.placeholder(key)
+		}
 	}
 	if name, ok := strings.CutPrefix(key, userPlaceholderPrefix); ok && s != nil {
 		return s.userPlaceholder(name)
@@ -113,6 +119,27 @@ func (st *requestState) placeholder(key string) (any, bool) {
 		return "", true
 	}
 	return claims.Format(c), true
+}
+
+// placeholder answers a bearer request's placeholders:
+// {http.auth.user.id} and the token's top-level scalar claims; the
+// {oidc.user.*} ones, which are about a signed-in session's ID token and
+// userinfo, are empty. No placeholder holds the token.
+func (id *bearerIdentity) placeholder(key string) (any, bool) {
+	if name, ok := strings.CutPrefix(key, userPlaceholderPrefix); ok {
+		if name == "id" {
+			return id.subject, true
+		}
+		return claims.Scalar(id.claims, name)
+	}
+	if strings.HasPrefix(key, placeholderPrefix) {
+		switch rest := key[len(placeholderPrefix):]; {
+		case rest == "raw_id_token", rest == "id_token", rest == "userinfo",
+			strings.HasPrefix(rest, "id_token."), strings.HasPrefix(rest, "userinfo."):
+			return "", true
+		}
+	}
+	return nil, false
 }
 
 // userPlaceholder answers {http.auth.user.<name>}: the subject for "id",

@@ -142,6 +142,29 @@ func attach(r *http.Request, s *Session, cookies []string) *http.Request {
 	return r.WithContext(st)
 }
 
+// attachBearer gives the request's later handlers the identity of its
+// bearer token: the {http.auth.user.*} placeholders and, to token_inject,
+// the token itself (BearerToken).
+func attachBearer(r *http.Request, id *bearerIdentity) *http.Request {
+	st := &requestState{Context: r.Context(), bearer: id}
+	if repl, ok := r.Context().Value(caddy.ReplacerCtxKey).(*caddy.Replacer); ok {
+		repl.Map(st.placeholder)
+	}
+	return r.WithContext(st)
+}
+
+// BearerToken returns the access token a request was authenticated with,
+// when oidc_auth let it in by its bearer token rather than a session. The
+// caller brought it itself, so it may be put into the request it sends
+// upstream: no other site can make a browser send it.
+func BearerToken(r *http.Request) (string, bool) {
+	st, ok := r.Context().Value(sessionCtxKey{}).(*requestState)
+	if !ok || st.bearer == nil {
+		return "", false
+	}
+	return st.bearer.token, true
+}
+
 // SessionStore keeps sessions between requests. The cookie store keeps the
 // whole session in encrypted cookies; server-side stores keep it elsewhere and
 // put only an opaque ID in the cookie. Implementations must be safe for

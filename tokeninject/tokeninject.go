@@ -48,8 +48,9 @@ func init() {
 //
 // The access token replaces each placeholder string (default
 // `<<APPSMITH_USER_OAUTH2_ACCESS_TOKEN>>`) in request header values, and in
-// the URL query and request bodies when enabled, but only in the site's own
-// requests: the browser must say the request comes from the site's origin
+// the URL query and request bodies when enabled. For a request oidc_auth let
+// in by its bearer token, that is the caller's own token. For a session, it
+// is substituted only in the site's own requests: the browser must say the request comes from the site's origin
 // (Sec-Fetch-Site, or Origin or Referer where that is absent) or from an
 // origin listed in Origins. A request from another site, which carries the
 // session cookie on a top-level navigation, never gets the token. An access
@@ -269,7 +270,12 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request, next caddyht
 	// the user here, with the session cookie, on a top-level navigation.
 	var token string
 	from := h.origins.Classify(r)
-	if from.Own() || (from == origin.Unknown && h.AllowUnknownOrigin) {
+	if bearer, ok := oidcauth.BearerToken(r); ok {
+		// The caller brought this token itself: no other site can make a
+		// browser send it, so where the request comes from does not
+		// matter, and it is the caller's to refresh.
+		token = bearer
+	} else if from.Own() || (from == origin.Unknown && h.AllowUnknownOrigin) {
 		var err error
 		if token, err = h.accessToken(w, r, session); err != nil {
 			return oidcauth.WriteSessionError(w, r, err)

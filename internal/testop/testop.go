@@ -165,6 +165,13 @@ type Config struct {
 	IDTokenPadding int
 	// AccessTokenSize is the length of the opaque access tokens. Default 64.
 	AccessTokenSize int
+	// AccessTokenFormat is AccessTokenOpaque (the default) or
+	// AccessTokenJWT (RFC 9068). See accesstoken.go.
+	AccessTokenFormat string
+	// AccessTokenAudience is the aud of JWT access tokens (and of the
+	// introspection answers) when the authorization request names no
+	// resource or audience. Default: the client ID.
+	AccessTokenAudience []string
 	// Addr is the listen address. Default "127.0.0.1:0". A fixed port lets a
 	// test start the provider after a relying party was configured for it.
 	Addr string
@@ -215,6 +222,7 @@ type Provider struct {
 	tokenTTL       time.Duration
 	pause          *tokenPause // armed by PauseTokenEndpoint
 	clientAuth     clientAuthRecord
+	at             accessTokenState // accesstoken.go, introspect.go
 }
 
 // grant is what an authorization (and every refresh of it) stands for.
@@ -296,6 +304,9 @@ func New(cfg Config) (*Provider, error) {
 		refreshTokens: map[string]grant{},
 		accessTokens:  map[string]accessToken{},
 	}
+	if err := p.setUpAccessTokens(); err != nil {
+		return nil, err
+	}
 	mux := http.NewServeMux()
 	mux.HandleFunc("GET /.well-known/openid-configuration", p.handleDiscovery)
 	mux.HandleFunc("/authorize", p.handleAuthorize)
@@ -303,6 +314,7 @@ func New(cfg Config) (*Provider, error) {
 	mux.HandleFunc("GET /keys", p.handleKeys)
 	mux.HandleFunc("/userinfo", p.handleUserinfo)
 	mux.HandleFunc("/end_session", p.handleEndSession)
+	mux.HandleFunc("POST "+introspectPath, p.handleIntrospect)
 	if err := p.extend(mux); err != nil {
 		ln.Close()
 		return nil, err
@@ -685,6 +697,7 @@ func (p *Provider) handleDiscovery(w http.ResponseWriter, r *http.Request) {
 		"backchannel_logout_supported":          true,
 		"backchannel_logout_session_supported":  true,
 	}
+	p.announceIntrospection(doc)
 	writeJSON(w, http.StatusOK, p.changeDiscovery(r, doc))
 }
 
@@ -740,14 +753,15 @@ func (p *Provider) handleAuthorize(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 
-	code := randomString(43)
+	code, sid := randomString(43), randomString(22)
 	p.mu.Lock()
+	p.rememberAudienceLocked(sid, q)
 	p.codes[code] = &authCode{
 		grant: grant{
 			clientID: p.cfg.ClientID,
 			subject:  p.cfg.Subject,
 			scope:    q.Get("scope"),
-			sid:      randomString(22),
+			sid:      sid,
 			authTime: time.Now(),
 		},
 		redirectURI:   redirectURI,
@@ -863,10 +877,16 @@ func s256(v string) string {
 // misbehaviour m. The refresh token keeps the original grant (scope
 // included) so refreshes can never widen it.
 func (p *Provider) issueTokens(w http.ResponseWriter, g grant, nonce, scope string, m Misbehavior, withIDToken, refresh bool) {
-	access := randomString(p.cfg.AccessTokenSize)
-	refreshToken := randomString(43)
 	p.mu.Lock()
 	ttl := p.tokenTTL
+	p.mu.Unlock()
+	access, err := p.newAccessToken(g, scope, ttl)
+	if err != nil {
+		oauthError(w, http.StatusInternalServerError, "server_error", err.Error())
+		return
+	}
+	refreshToken := randomString(43)
+	p.mu.Lock()
 	p.accessTokens[access] = accessToken{subject: g.subject, scope: scope, expires: time.Now().Add(ttl)}
 	p.refreshTokens[refreshToken] = g
 	p.issued = append(p.issued, access, refreshToken)

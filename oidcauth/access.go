@@ -1,0 +1,32 @@
+package oidcauth
+
+import (
+	"net/http"
+
+	"go.uber.org/zap"
+
+	"github.com/oidcgate/caddy-oidc/internal/rules"
+)
+
+// ruleClaims are a session's claims as the rules and the oidc_claim
+// matcher read them: the ID token's, then userinfo's.
+func (s *Session) ruleClaims() rules.Claims { return rules.FromMaps(s.claims, s.userinfo) }
+
+// ruleClaims are a bearer token's claims (or its introspection answer's).
+func (id *bearerIdentity) ruleClaims() rules.Claims { return rules.FromMaps(id.claims) }
+
+// accessDenied answers a signed-in user (or bearer token) the rules refuse:
+// 403, a page for navigations and a small JSON for API calls, naming no
+// claim. The log names the subject and the rule that decided.
+func (h *Handler) accessDenied(w http.ResponseWriter, r *http.Request, subject, rule string) error {
+	h.logger.Info("access denied", zap.String("sub", subject), zap.String("rule", rule))
+	if !h.wantsRedirect(r) || prefersJSON(r) {
+		writeJSON(w, http.StatusForbidden, map[string]string{
+			"error":   "access_denied",
+			"message": "your account may not use this site",
+		})
+		return nil
+	}
+	return h.errorPage(w, r, http.StatusForbidden, "Access denied",
+		"You are signed in, but your account may not use this site. Ask its administrators for access, or sign out and sign in with another account.", false)
+}

@@ -1,0 +1,111 @@
+package oidcauth
+
+import (
+	"net/http"
+
+	"github.com/caddyserver/caddy/v2"
+	"github.com/caddyserver/caddy/v2/caddyconfig/caddyfile"
+	"github.com/caddyserver/caddy/v2/modules/caddyhttp"
+
+	"github.com/oidcgate/caddy-oidc/internal/rules"
+)
+
+func init() {
+	caddy.RegisterModule(MatchClaim{})
+}
+
+// MatchClaim matches requests whose signed-in user (or bearer token) has a
+// claim equal to one of the values, or, an array, containing one of them,
+// with the same rules as oidc_auth's `claim` rules: the path reaches nested
+// and namespaced claims, the ID token's claims count before userinfo's.
+// Requests without a user do not match. It must come after oidc_auth:
+//
+//	@admins oidc_claim groups admins
+//	handle @admins { ... }
+type MatchClaim struct {
+	// Claim is the claim's path, e.g. `groups`, `realm_access.roles`,
+	// `https://example.com/roles`.
+	Claim string `json:"claim,omitempty"`
+	// Values are the values of which the claim must be (or contain) one.
+	Values []string `json:"values,omitempty"`
+}
+
+// CaddyModule returns the Caddy module information.
+func (MatchClaim) CaddyModule() caddy.ModuleInfo {
+	return caddy.ModuleInfo{
+		ID:  "http.matchers.oidc_claim",
+		New: func() caddy.Module { return new(MatchClaim) },
+	}
+}
+
+// Match implements caddyhttp.RequestMatcher.
+func (m MatchClaim) Match(r *http.Request) bool {
+	ok, _ := m.MatchWithError(r)
+	return ok
+}
+
+// MatchWithError implements caddyhttp.RequestMatcherWithError.
+func (m MatchClaim) MatchWithError(r *http.Request) (bool, error) {
+	c, ok := requestClaims(r)
+	if !ok {
+		return false, nil
+	}
+	v, found := c(m.Claim)
+	return found && rules.MatchesValues(v, m.Values), nil
+}
+
+// requestClaims are the claims of the request's signed-in user or bearer
+// token, as rules read them.
+func requestClaims(r *http.Request) (rules.Claims, bool) {
+	st, ok := r.Context().Value(sessionCtxKey{}).(*requestState)
+	switch {
+	case !ok:
+		return nil, false
+	case st.bearer != nil:
+		return st.bearer.ruleClaims(), true
+	case st.session != nil:
+		return st.session.ruleClaims(), true
+	}
+	return nil, false
+}
+
+// UnmarshalCaddyfile sets up the matcher from Caddyfile tokens. Syntax:
+//
+//	oidc_claim <path> <value...>
+//
+// Caddy hands every oidc_claim line of a matcher set to one matcher; a
+// second is refused rather than dropped, as it would narrow the match.
+// Two claims that must both hold take a route nested in another.
+func (m *MatchClaim) UnmarshalCaddyfile(d *caddyfile.Dispenser) error {
+	for d.Next() { // matcher name
+		args := d.RemainingArgs()
+		if len(args) < 2 {
+			return d.Errf("oidc_claim: want a claim path and at least one value, got %d arguments", len(args))
+		}
+		if m.Claim != "" {
+			return d.Errf("oidc_claim: given twice in one matcher set")
+		}
+		m.Claim, m.Values = args[0], args[1:]
+		if d.NextBlock(0) {
+			return d.Errf("oidc_claim: takes no block")
+		}
+	}
+	return nil
+}
+
+// Validate checks the matcher.
+func (m *MatchClaim) Validate() error {
+	if m.Claim == "" || len(m.Values) == 0 {
+		return errMatcherIncomplete
+	}
+	return nil
+}
+
+var errMatcherIncomplete = errString("oidc_claim: a claim path and at least one value are required")
+
+// Interface guards
+var (
+	_ caddyhttp.RequestMatcherWithError = (*MatchClaim)(nil)
+	_ caddyfile.Unmarshaler             = (*MatchClaim)(nil)
+	_ caddy.Validator                   = (*MatchClaim)(nil)
+)
