@@ -111,6 +111,62 @@ claim_sources yes }`, `claim_sources takes no arguments`},
 		{`oidc_auth { issuer https://op
 client_id x
 tenants }`, `tenants takes at least one argument`},
+		{`oidc_auth { issuer https://op
+client_id x
+allow staff }`, `allow takes a block, got argument "staff"`},
+		{`oidc_auth { issuer https://op
+client_id x
+allow { } }`, `allow: an empty block`},
+		{`oidc_auth { issuer https://op
+client_id x
+deny { group admins } }`, `deny: unknown condition "group"`},
+		{`oidc_auth { issuer https://op
+client_id x
+allow { email } }`, `allow: email takes at least one address`},
+		{`oidc_auth { issuer https://op
+client_id x
+allow { email_domain } }`, `allow: email_domain takes at least one domain`},
+		{`oidc_auth { issuer https://op
+client_id x
+allow { claim groups } }`, `allow: claim takes a path and at least one value, got 1 arguments`},
+		{`oidc_auth { issuer https://op
+client_id x
+deny { claim_regexp sub a b } }`, `deny: claim_regexp takes a path and a regular expression, got 3 arguments`},
+		{`oidc_auth { issuer https://op
+client_id x
+deny { claim_regexp sub ([a-z } }`, `deny: claim_regexp sub: error parsing regexp`},
+		{`oidc_auth { issuer https://op
+client_id x
+bearer { scope read } }`, `bearer: name the audience of JWT access tokens, or introspect`},
+		{`oidc_auth { issuer https://op
+client_id x
+bearer { introspect yes } }`, `bearer: introspect takes no arguments, got "yes"`},
+		{`oidc_auth { issuer https://op
+client_id x
+bearer { audience api
+typ JWT } }`, `bearer: typ "JWT": only at+jwt can be required`},
+		{`oidc_auth { issuer https://op
+client_id x
+bearer { audience api
+introspection_cache_ttl soon } }`, `introspection_cache_ttl: bad duration "soon"`},
+		{`oidc_auth { issuer https://op
+client_id x
+bearer { audience api
+issuer https://op } }`, `bearer: unknown option "issuer"`},
+		{`oidc_auth { issuer https://op
+client_id x
+bearer { audience }
+}`, `audience takes at least one argument`},
+		{`oidc_auth { issuer https://op
+client_id x
+bearer { introspect }
+bearer { introspect } }`, `bearer given twice`},
+		{`oidc_auth { issuer https://op
+client_id x
+bearer }`, `bearer: name the audience of JWT access tokens, or introspect`},
+		{`oidc_auth { issuer https://op
+client_id x
+cors_preflight yes }`, `cors_preflight "yes": want on or off`},
 		{`token_inject x`, `token_inject: unexpected argument "x"`},
 		{`token_inject { in header cookie }`, `token_inject: in: "cookie" is not header, query or body`},
 		{`token_inject { body_max_size lots }`, `token_inject: body_max_size: bad size "lots"`},
@@ -162,6 +218,22 @@ health_details yes }`, "health_details takes no arguments"},
 		directive, _, _ := strings.Cut(c.body, " ")
 		if err == nil || !strings.Contains(err.Error(), c.want) || !strings.Contains(err.Error(), directive) {
 			t.Errorf("%q: error %v, want one naming %s and %q", c.body, err, directive, c.want)
+		}
+	}
+}
+
+// TestClaimMatcherErrors: the oidc_claim matcher wants a claim path and
+// at least one value, once per matcher set.
+func TestClaimMatcherErrors(t *testing.T) {
+	for _, c := range []struct{ matcher, want string }{
+		{`@m oidc_claim groups`, `oidc_claim: want a claim path and at least one value, got 1 arguments`},
+		{`@m oidc_claim`, `oidc_claim: want a claim path and at least one value, got 0 arguments`},
+		{"@m {\n\t\toidc_claim groups a\n\t\toidc_claim roles b\n\t}", `oidc_claim: given twice in one matcher set`},
+	} {
+		input := "http://example.com {\n\toidc_auth {\n\t\tissuer https://op\n\t\tclient_id x\n\t}\n\t" + c.matcher + "\n\trespond @m 200\n}\n"
+		_, _, err := caddyconfig.GetAdapter("caddyfile").Adapt([]byte(input), nil)
+		if err == nil || !strings.Contains(err.Error(), c.want) {
+			t.Errorf("%q: error %v, want %q", c.matcher, err, c.want)
 		}
 	}
 }

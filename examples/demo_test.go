@@ -16,6 +16,8 @@ import (
 	"testing"
 	"time"
 
+	"golang.org/x/oauth2"
+
 	"github.com/oidcgate/caddy-oidc/internal/devop"
 )
 
@@ -131,6 +133,49 @@ func TestDemo(t *testing.T) {
 		"valid": false, "error": "no bearer token", "path": "/api/whoami",
 		"forwarded_email": devop.DemoEmail, "id_token_forwarded": true, "id_token_sub": devop.DemoSubject,
 	})
+
+	// Areas gated on the groups claim: the demo user is in reporting, not
+	// in admins.
+	resp = browser.get(t, siteURL+"/admin/", "text/html")
+	if body := readBody(t, resp); resp.StatusCode != http.StatusForbidden || !strings.Contains(body, "Admins only") {
+		t.Errorf("/admin/ as a user outside admins: %s %q, want 403 Admins only", resp.Status, body)
+	}
+	got = callAPI(t, browser, "/reports-api/whoami", "")
+	wantAnswer(t, "/reports-api/whoami as a member of reporting", got, map[string]any{
+		"valid": true, "sub": devop.DemoSubject, "email": devop.DemoEmail, "path": "/whoami",
+		"forwarded_email": devop.DemoEmail, "id_token_forwarded": false,
+	})
+
+	// An API client with its own access token from the provider, and no
+	// session, calls the same APIs; without a token it is told where to
+	// get one.
+	apiClient := newBrowser(t)
+	token := providerAccessToken(t)
+	got = callAPI(t, apiClient, "/api/whoami", "Bearer "+token)
+	wantAnswer(t, "/api/whoami with the client's own token", got, map[string]any{
+		"valid": true, "sub": devop.DemoSubject, "email": devop.DemoEmail, "path": "/api/whoami",
+		"id_token_forwarded": false,
+	})
+	got = callAPI(t, apiClient, "/reports-api/whoami", "Bearer "+token)
+	wantAnswer(t, "/reports-api/whoami with the client's own token", got, map[string]any{
+		"valid": true, "sub": devop.DemoSubject, "email": devop.DemoEmail, "path": "/whoami",
+		"id_token_forwarded": false,
+	})
+	req, _ := http.NewRequest(http.MethodGet, siteURL+"/api/whoami", nil)
+	req.Header.Set("Accept", "application/json")
+	resp, err = apiClient.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp.Body.Close()
+	if want := `resource_metadata="` + siteURL + `/.well-known/oauth-protected-resource"`; resp.StatusCode != http.StatusUnauthorized ||
+		!strings.Contains(resp.Header.Get("WWW-Authenticate"), want) {
+		t.Errorf("API call without a token: %s, WWW-Authenticate %q, want 401 with %s", resp.Status, resp.Header.Get("WWW-Authenticate"), want)
+	}
+	resp = apiClient.get(t, siteURL+"/.well-known/oauth-protected-resource", "application/json")
+	if body := readBody(t, resp); resp.StatusCode != http.StatusOK || !strings.Contains(body, `"authorization_servers":["http://`+providerAddr+`"]`) {
+		t.Errorf("protected resource metadata: %s %s", resp.Status, body)
+	}
 
 	// Signing out with the page's button (a form that POSTs from the site)
 	// ends on the public signed-out page, possibly by way of a
@@ -427,4 +472,53 @@ func (b *lockedBuffer) String() string {
 	b.mu.Lock()
 	defer b.mu.Unlock()
 	return b.buf.String()
+}
+
+// providerAccessToken runs the authorization-code flow for the demo user
+// directly with the provider, as an API client's own sign-in would, and
+// returns the access token.
+func providerAccessToken(t *testing.T) string {
+	t.Helper()
+	resp, err := http.Get("http://" + providerAddr + "/.well-known/openid-configuration")
+	if err != nil {
+		t.Fatal(err)
+	}
+	var doc struct {
+		Authorization string `json:"authorization_endpoint"`
+		Token         string `json:"token_endpoint"`
+	}
+	err = json.NewDecoder(resp.Body).Decode(&doc)
+	resp.Body.Close()
+	if err != nil {
+		t.Fatal(err)
+	}
+	cfg := oauth2.Config{
+		ClientID: devop.DefaultClientID, ClientSecret: devop.DefaultClientSecret,
+		Endpoint:    oauth2.Endpoint{AuthURL: doc.Authorization, TokenURL: doc.Token},
+		RedirectURL: siteURL + "/oauth2/callback",
+		Scopes:      []string{"openid", "profile", "email"},
+	}
+	verifier := oauth2.GenerateVerifier()
+	jar, _ := cookiejar.New(nil)
+	// The browser stops where the provider sends it back with the code.
+	client := &http.Client{Jar: jar, Timeout: 10 * time.Second, CheckRedirect: func(req *http.Request, _ []*http.Request) error {
+		if req.URL.Host == strings.TrimPrefix(siteURL, "http://") {
+			return http.ErrUseLastResponse
+		}
+		return nil
+	}}
+	resp, err = devop.SignIn(client, cfg.AuthCodeURL("state-of-the-api-client", oauth2.S256ChallengeOption(verifier)), devop.DemoUsername, devop.DemoPassword)
+	if err != nil {
+		t.Fatalf("signing in at the provider: %v", err)
+	}
+	resp.Body.Close()
+	back, err := resp.Location()
+	if err != nil || back.Query().Get("code") == "" {
+		t.Fatalf("the provider did not send a code back: %s %v", resp.Status, err)
+	}
+	tok, err := cfg.Exchange(context.Background(), back.Query().Get("code"), oauth2.VerifierOption(verifier))
+	if err != nil {
+		t.Fatalf("exchanging the code: %v", err)
+	}
+	return tok.AccessToken
 }

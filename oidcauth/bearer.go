@@ -25,7 +25,8 @@ import (
 type BearerConfig struct {
 	// Audience lists this API's identifiers: a JWT access token's aud must
 	// name one of them (RFC 9068), or a token the provider issued for
-	// another API would do. Required for JWT access tokens.
+	// another API would do; so must an introspection answer's aud, when it
+	// has one. Required for JWT access tokens.
 	Audience []string `json:"audience,omitempty"`
 
 	// Introspect checks tokens that are not JWTs (opaque tokens) at the
@@ -52,7 +53,10 @@ type BearerConfig struct {
 	// `/.well-known/oauth-protected-resource`.
 	MetadataPath string `json:"metadata_path,omitempty"`
 
-	cache *introspectionCache
+	cache    *introspectionCache
+	verified *verifiedCache
+	// introspectionTimeout bounds an introspection call; tests shorten it.
+	introspectionTimeout time.Duration
 }
 
 // Defaults.
@@ -60,7 +64,12 @@ const (
 	defaultIntrospectionCacheTTL = time.Minute
 	defaultMetadataPath          = "/.well-known/oauth-protected-resource"
 	introspectionCacheSize       = 10000
-	bearerPrefix                 = "Bearer "
+	verifiedCacheSize            = 10000
+	// verifiedTokenTTL is how long a verified JWT access token is taken
+	// without checking its signature again (never past its exp): a key
+	// the provider withdraws stops counting for it after this long.
+	verifiedTokenTTL = time.Minute
+	bearerPrefix     = "Bearer "
 )
 
 func (b *BearerConfig) provision() {
@@ -71,9 +80,20 @@ func (b *BearerConfig) provision() {
 		b.MetadataPath = defaultMetadataPath
 	}
 	b.cache = &introspectionCache{entries: make(map[[32]byte]introspected), max: introspectionCacheSize}
+	b.verified = &verifiedCache{entries: make(map[string]verifiedToken), max: verifiedCacheSize}
 }
 
-func (b *BearerConfig) validate() error {
+func (b *BearerConfig) validate(h *Handler) error {
+	if b.Introspect {
+		// RFC 7662 2.1: the introspection endpoint answers only an
+		// authenticated caller; without credentials every opaque token
+		// would be answered 503.
+		for _, p := range h.providers {
+			if c := p.cfg; c.ClientSecret == "" && c.ClientKey == "" && c.ClientKeyFile == "" {
+				return errors.New("bearer: introspect needs the client's credentials (client_secret or client_key)" + p.inProvider())
+			}
+		}
+	}
 	if len(b.Audience) == 0 && !b.Introspect {
 		return errors.New("bearer: name the audience of JWT access tokens, or introspect")
 	}
@@ -98,8 +118,10 @@ type bearerIdentity struct {
 	claimsJSON []byte
 }
 
-// bearerToken returns the request's bearer token (RFC 6750 2.1), if any.
-func bearerToken(r *http.Request) (string, bool) {
+// bearerCredential returns the value of the request's Authorization
+// header with the Bearer scheme (RFC 6750 2.1), if any. It is a token only
+// if isB64Token says so.
+func bearerCredential(r *http.Request) (string, bool) {
 	v := r.Header.Get("Authorization")
 	if len(v) <= len(bearerPrefix) || !strings.EqualFold(v[:len(bearerPrefix)], bearerPrefix) {
 		return "", false
@@ -108,25 +130,66 @@ func bearerToken(r *http.Request) (string, bool) {
 	return tok, tok != ""
 }
 
+// serveBearerCredential decides a request with a Bearer credential by
+// it, and reports false when the credential is no token at all. A value
+// outside the token syntax is none: that is how the browser app sends
+// token_inject's placeholder (`Bearer <<APPSMITH_...>>`) with its
+// session, and the session, not the placeholder, must decide that request.
+// A token verified before is found first, so the syntax of an API
+// client's every call is not read again.
+func (h *Handler) serveBearerCredential(w http.ResponseWriter, r *http.Request, cred string, next func(*http.Request) error) (bool, error) {
+	if id, ok := h.Bearer.verified.get(cred, h.now()); ok {
+		return true, h.admitBearer(w, r, id, next)
+	}
+	if !isB64Token(cred) {
+		return false, nil
+	}
+	return true, h.serveBearer(w, r, cred, next)
+}
+
+// isB64Token reports whether s has RFC 6750's b64token syntax:
+// 1*( ALPHA / DIGIT / "-" / "." / "_" / "~" / "+" / "/" ) *"=".
+func isB64Token(s string) bool {
+	i := 0
+	for i < len(s) && b64TokenChars[s[i]] {
+		i++
+	}
+	if i == 0 {
+		return false
+	}
+	for ; i < len(s); i++ {
+		if s[i] != '=' {
+			return false
+		}
+	}
+	return true
+}
+
+var b64TokenChars = func() (t [256]bool) {
+	for _, c := range []byte("ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-._~+/") {
+		t[c] = true
+	}
+	return t
+}()
+
 // errBearerRefused is a token that is not valid here (expired, another
 // API's, unknown, inactive): 401 invalid_token.
 type errBearerRefused struct{ reason string }
 
 func (e errBearerRefused) Error() string { return e.reason }
 
-// authenticateBearer verifies a bearer token: a JWT against its
-// provider's keys and the configured rules, anything else, with
-// introspection, at the provider.
+// authenticateBearer verifies a bearer token: a JWT against the provider's
+// keys and the configured rules, anything else, with introspection, at the
+// provider.
 func (h *Handler) authenticateBearer(r *http.Request, token string) (*bearerIdentity, error) {
 	b := h.Bearer
 	if strings.Count(token, ".") == 2 && len(b.Audience) > 0 {
 		// The token's unverified iss says whose keys are to verify it;
 		// the verification checks iss again.
-		p, ok := h.providerOfIssuer(unverifiedIssuer(token))
-		if !ok {
-			if !h.several() {
-				p = h.defaultProvider() // its verification names the fault
-			} else {
+		p := h.defaultProvider() // with one, its verification names the fault
+		if h.several() {
+			var ok bool
+			if p, ok = h.providerOfIssuer(unverifiedIssuer(token)); !ok {
 				return nil, errBearerRefused{"the token is of no configured provider"}
 			}
 		}
@@ -134,16 +197,7 @@ func (h *Handler) authenticateBearer(r *http.Request, token string) (*bearerIden
 		if err != nil {
 			return nil, err
 		}
-		at, err := st.Verifier.AccessToken(r.Context(), token, verify.AccessTokenRules{
-			Audiences: b.Audience, RequireTyp: b.Typ != "", Scopes: b.Scopes,
-		})
-		if err != nil {
-			if verify.Reason(err) == "keys_unavailable" {
-				return nil, fmt.Errorf("%w: %v", errProviderUnavailable, err)
-			}
-			return nil, errBearerRefused{err.Error()}
-		}
-		return &bearerIdentity{token: token, subject: at.Subject, claims: at.Claims, claimsJSON: at.ClaimsJSON, provider: p}, nil
+		return h.verifyJWT(r, p, st, token)
 	}
 	if !b.Introspect {
 		return nil, errBearerRefused{"the token is not a JWT access token for this API"}
@@ -158,10 +212,12 @@ func (h *Handler) authenticateBearer(r *http.Request, token string) (*bearerIden
 	if !in.Expiry.IsZero() && !h.now().Before(in.Expiry) {
 		return nil, errBearerRefused{"the token has expired"}
 	}
-	if len(b.Audience) > 0 {
-		if !audienceIn(in.Claims["aud"], b.Audience) {
-			return nil, errBearerRefused{"the token is not for this resource"}
-		}
+	// aud is optional in an introspection answer (RFC 7662 2.2): when
+	// there, it must name this API; when not, the provider vouched for
+	// the token to this client, as Zitadel does only for a client in the
+	// token's audience.
+	if aud, ok := in.Claims["aud"]; ok && len(b.Audience) > 0 && !audienceIn(aud, b.Audience) {
+		return nil, errBearerRefused{"the token is not for this resource"}
 	}
 	granted := verify.Scopes(in.Claims)
 	for _, want := range b.Scopes {
@@ -173,6 +229,77 @@ func (h *Handler) authenticateBearer(r *http.Request, token string) (*bearerIden
 		return nil, errBearerRefused{"the introspection answer names no subject"}
 	}
 	return &bearerIdentity{token: token, subject: in.Subject, claims: in.Claims, claimsJSON: in.ClaimsJSON, provider: p}, nil
+}
+
+// verifyJWT verifies a JWT access token and keeps it as verified.
+func (h *Handler) verifyJWT(r *http.Request, p *oidcProvider, st *provider.State, token string) (*bearerIdentity, error) {
+	b := h.Bearer
+	now := h.now()
+	at, err := st.Verifier.AccessToken(r.Context(), token, verify.AccessTokenRules{
+		Audiences: b.Audience, RequireTyp: b.Typ != "", Scopes: b.Scopes,
+	})
+	if err != nil {
+		if verify.Reason(err) == "keys_unavailable" {
+			return nil, fmt.Errorf("%w: %v", errProviderUnavailable, err)
+		}
+		return nil, errBearerRefused{err.Error()}
+	}
+	id := &bearerIdentity{token: token, subject: at.Subject, claims: at.Claims, claimsJSON: at.ClaimsJSON, provider: p}
+	b.verified.put(token, verifiedToken{id: id, expiry: at.Expiry, until: now.Add(verifiedTokenTTL)}, now)
+	return id, nil
+}
+
+// verifiedCache keeps JWT access tokens already verified, so that an API
+// client's every call does not cost a signature check (tens of
+// microseconds): bounded in number, each until its exp and
+// verifiedTokenTTL. The token itself is the key, as the identity it maps
+// to holds it anyway (for token_inject), and a lookup by it costs no
+// allocation, unlike hashing it first.
+type verifiedCache struct {
+	mu      sync.Mutex
+	entries map[string]verifiedToken
+	max     int
+}
+
+type verifiedToken struct {
+	id            *bearerIdentity
+	expiry, until time.Time
+}
+
+func (c *verifiedCache) get(key string, now time.Time) (*bearerIdentity, bool) {
+	c.mu.Lock()
+	e, ok := c.entries[key]
+	c.mu.Unlock()
+	if !ok || !now.Before(e.expiry) || !now.Before(e.until) {
+		return nil, false
+	}
+	return e.id, true
+}
+
+func (c *verifiedCache) put(key string, v verifiedToken, now time.Time) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if len(c.entries) >= c.max {
+		for k, e := range c.entries {
+			if !now.Before(e.expiry) || !now.Before(e.until) {
+				delete(c.entries, k)
+			}
+		}
+		for k := range c.entries {
+			if len(c.entries) < c.max {
+				break
+			}
+			delete(c.entries, k) // an arbitrary one: a miss costs a verification
+		}
+	}
+	c.entries[key] = v
+}
+
+// len is the number of tokens kept.
+func (c *verifiedCache) len() int {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return len(c.entries)
 }
 
 // introspect asks the providers about an opaque token, through the cache:
@@ -325,7 +452,7 @@ func (h *Handler) serveResourceMetadata(w http.ResponseWriter, r *http.Request) 
 		}
 	}
 	doc := map[string]any{
-		"resource":                 requestOrigin(r),
+		"resource":                 h.resourceIdentifier(r),
 		"authorization_servers":    issuers,
 		"bearer_methods_supported": []string{"header"},
 	}
@@ -338,6 +465,18 @@ func (h *Handler) serveResourceMetadata(w http.ResponseWriter, r *http.Request) 
 	w.Header().Set("Access-Control-Allow-Origin", "*")
 	writeJSON(w, http.StatusOK, doc)
 	return nil
+}
+
+// resourceIdentifier is the resource the metadata is about: the URL its
+// own URL was made from by inserting the well-known path (RFC 9728 3.1),
+// which a client checks the document's resource against (3.3); the
+// site's origin for a metadata path elsewhere.
+func (h *Handler) resourceIdentifier(r *http.Request) string {
+	rest, ok := strings.CutPrefix(h.Bearer.MetadataPath, defaultMetadataPath)
+	if !ok || (rest != "" && rest[0] != '/') {
+		rest = ""
+	}
+	return requestOrigin(r) + rest
 }
 
 // serveBearer authenticates a request by its bearer token and passes it
@@ -361,11 +500,28 @@ func (h *Handler) serveBearer(w http.ResponseWriter, r *http.Request, token stri
 		})
 		return nil
 	}
+	return h.admitBearer(w, r, id, next)
+}
+
+// admitBearer lets a caller whose token is valid in, if the rules do. A
+// session cookie that came along stays here, as on a session's request.
+func (h *Handler) admitBearer(w http.ResponseWriter, r *http.Request, id *bearerIdentity, next func(*http.Request) error) error {
 	if d := h.rules.Decide(id.ruleClaims()); !d.Allowed {
-		metrics.BearerTokens.WithLabelValues("denied").Inc()
+		bearerDenied.Inc()
 		h.emit(eventAccessDenied, id.provider, id.subject, "", d.Rule)
 		return h.accessDenied(w, r, id.subject, d.Rule)
 	}
-	metrics.BearerTokens.WithLabelValues("accepted").Inc()
+	bearerAccepted.Inc()
+	if _, ok := r.Header["Cookie"]; ok {
+		rc := h.requestCookies(r)
+		h.stripOwnCookies(r, &rc)
+	}
 	return next(attachBearer(r, id))
 }
+
+// The counters of bearer requests let in or refused by the rules, looked
+// up once: they are counted on every bearer request.
+var (
+	bearerAccepted = metrics.BearerTokens.WithLabelValues("accepted")
+	bearerDenied   = metrics.BearerTokens.WithLabelValues("denied")
+)

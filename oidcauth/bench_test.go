@@ -7,6 +7,7 @@ import (
 	"time"
 
 	"github.com/oidcgate/caddy-oidc/internal/caddyreq"
+	"github.com/oidcgate/caddy-oidc/internal/testop"
 )
 
 // BenchmarkAuthenticatedRequest measures oidc_auth's own cost for a
@@ -110,4 +111,90 @@ func BenchmarkAuthenticatedRequestUncached(b *testing.B) {
 		base.Header["Cookie"] = cookies
 		_ = h.ServeHTTP(w, caddyreq.WithContext(base), next)
 	}
+}
+
+// BenchmarkBearerRequest measures oidc_auth's cost for an API call with a
+// JWT access token (RS256, about 900 bytes, the provider's keys already
+// fetched) passed to a no-op next handler; requests are prepared as in
+// BenchmarkAuthenticatedRequest. After the first call the token is found
+// verified: what remains is hashing it, checking its lifetime, and
+// attaching its identity and placeholders to the request.
+func BenchmarkBearerRequest(b *testing.B) {
+	h, tok := bearerBenchSetup(b)
+	base := httptest.NewRequest(http.MethodGet, "http://example.com/api/orders", nil)
+	auth := []string{"Bearer " + tok}
+	next := &recordingNext{}
+	w := httptest.NewRecorder()
+	if _ = h.ServeHTTP(w, caddyreq.WithContext(base), next); next.r != nil {
+		b.Fatal("a request without a token was let through")
+	}
+	base.Header["Authorization"] = auth
+	if _ = h.ServeHTTP(w, caddyreq.WithContext(base), next); next.r == nil {
+		b.Fatalf("the token was refused: %d", w.Code)
+	}
+	const batch = 1024
+	reqs := make([]*http.Request, 0, batch)
+	b.ReportAllocs()
+	b.ResetTimer()
+	for i := 0; i < b.N; i++ {
+		if len(reqs) == 0 {
+			b.StopTimer()
+			for range min(batch, b.N-i) {
+				r := caddyreq.WithContext(base)
+				r.Header = http.Header{"Authorization": auth}
+				reqs = append(reqs, r)
+			}
+			b.StartTimer()
+		}
+		r := reqs[len(reqs)-1]
+		reqs = reqs[:len(reqs)-1]
+		next.r = nil
+		_ = h.ServeHTTP(w, r, next)
+	}
+	b.StopTimer()
+	if next.r == nil {
+		b.Fatal("the last request was not authenticated")
+	}
+}
+
+// BenchmarkBearerRequestUncached is the same call when the token is not
+// yet known verified (a client's first call, or its first on another
+// instance): decoding, the RS256 signature check and the claims included.
+func BenchmarkBearerRequestUncached(b *testing.B) {
+	h, tok := bearerBenchSetup(b)
+	base := httptest.NewRequest(http.MethodGet, "http://example.com/api/orders", nil)
+	base.Header.Set("Authorization", "Bearer "+tok)
+	w := httptest.NewRecorder()
+	next := &recordingNext{}
+	b.ReportAllocs()
+	for b.Loop() {
+		h.Bearer.verified.mu.Lock()
+		clear(h.Bearer.verified.entries)
+		h.Bearer.verified.mu.Unlock()
+		next.r = nil
+		_ = h.ServeHTTP(w, caddyreq.WithContext(base), next)
+		if next.r == nil {
+			b.Fatalf("the token was refused: %d", w.Code)
+		}
+	}
+}
+
+// bearerBenchSetup returns a handler taking JWT access tokens, with the
+// provider's keys fetched, and a realistic token for it.
+func bearerBenchSetup(b *testing.B) (*Handler, string) {
+	h, p := bearerHandler(b, &Handler{}, &BearerConfig{Audience: []string{testAPI}, Typ: "at+jwt"})
+	tok := mint(b, p, testop.AccessTokenSpec{
+		Subject: "2f1c5a0e-6c3b-4d2e-9a57-4b8f1d0c7e21",
+		Scope:   "openid profile email orders:read orders:write",
+		TTL:     time.Hour,
+		Claims: map[string]any{
+			"email": "alice@example.com", "preferred_username": "alice",
+			"realm_access": map[string]any{"roles": []string{"offline_access", "uma_authorization", "api-user"}},
+			"azp":          "client", "sid": "8e7f6a1b-2c3d-4e5f-8a9b-0c1d2e3f4a5b",
+		},
+	})
+	if n := len(tok); n < 700 || n > 1200 {
+		b.Fatalf("token is %d bytes", n)
+	}
+	return h, tok
 }

@@ -94,11 +94,24 @@ func requestClaims(r *http.Request) (rules.Claims, bool) {
 //		claim    <path> <value...>
 //		provider <name...>
 //	}
+//
+// Caddy hands every oidc_claim line of a matcher set to one matcher; a
+// second is refused rather than dropped, as it would narrow the match.
+// Two claims that must both hold take a route nested in another.
 func (m *MatchClaim) UnmarshalCaddyfile(d *caddyfile.Dispenser) error {
-	d.Next() // matcher name
-	if m.Claim != "" || len(m.Provider) > 0 {
-		return d.Errf("oidc_claim: given twice in one matcher set")
+	for d.Next() { // matcher name
+		if m.Claim != "" || len(m.Provider) > 0 {
+			return d.Errf("oidc_claim: given twice in one matcher set")
+		}
+		if err := m.unmarshalOne(d); err != nil {
+			return err
+		}
 	}
+	return nil
+}
+
+// unmarshalOne reads one oidc_claim matcher: arguments or a block.
+func (m *MatchClaim) unmarshalOne(d *caddyfile.Dispenser) error {
 	args := d.RemainingArgs()
 	if len(args) > 0 {
 		if len(args) < 2 {
@@ -130,6 +143,9 @@ func (m *MatchClaim) UnmarshalCaddyfile(d *caddyfile.Dispenser) error {
 		default:
 			return d.Errf("oidc_claim: unknown line %q (want claim or provider)", line)
 		}
+	}
+	if m.Claim == "" && len(m.Provider) == 0 {
+		return d.Errf("oidc_claim: want a claim path and values, or a block with claim or provider")
 	}
 	return nil
 }

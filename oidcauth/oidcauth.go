@@ -472,7 +472,7 @@ func (h *Handler) Validate() error {
 		}
 	}
 	if h.Bearer != nil {
-		if err := h.Bearer.validate(); err != nil {
+		if err := h.Bearer.validate(h); err != nil {
 			return err
 		}
 	}
@@ -510,8 +510,10 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request, next caddyht
 		if r.URL.Path == h.Bearer.MetadataPath {
 			return h.serveResourceMetadata(w, r)
 		}
-		if token, ok := bearerToken(r); ok {
-			return h.serveBearer(w, r, token, func(r *http.Request) error { return next.ServeHTTP(w, r) })
+		if cred, ok := bearerCredential(r); ok {
+			if served, err := h.serveBearerCredential(w, r, cred, func(r *http.Request) error { return next.ServeHTTP(w, r) }); served {
+				return err
+			}
 		}
 	}
 

@@ -220,8 +220,27 @@ func (h *Handler) newProvider(name, label string, cfg ProviderConfig, repl *cadd
 		HTTPClient:  p.client,
 		Logger:      h.logger,
 		Now:         h.now,
+
+		IntrospectionTimeout: h.introspectionTimeout(),
 	})
 	return p, nil
+}
+
+// inProvider names p in configuration errors, when there are several.
+func (p *oidcProvider) inProvider() string {
+	if p.name == "" {
+		return ""
+	}
+	return " (provider " + p.name + ")"
+}
+
+// introspectionTimeout bounds an introspection call (tests shorten it);
+// zero for the provider package's default.
+func (h *Handler) introspectionTimeout() time.Duration {
+	if h.Bearer == nil {
+		return 0
+	}
+	return h.Bearer.introspectionTimeout
 }
 
 // validate checks a provider's configuration.

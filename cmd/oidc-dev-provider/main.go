@@ -8,6 +8,7 @@
 //	oidc-dev-provider [-addr localhost:9998] [-client-id caddy-demo] [-client-secret demo-secret]
 //	                  [-client-auth client_secret_basic|client_secret_post|private_key_jwt]
 //	                  [-client-public-key FILE [-client-key-id KID]]
+//	                  [-access-token-type opaque|jwt]
 //	                  [-redirect-uri URI]... [-post-logout-redirect-uri URI]...
 //
 // With -client-auth private_key_jwt, the client signs its assertions with
@@ -62,6 +63,7 @@ func main() {
 	clientAuth := flag.String("client-auth", devop.ClientSecretBasic, "how the client authenticates at the token endpoint: client_secret_basic, client_secret_post or private_key_jwt")
 	publicKey := flag.String("client-public-key", "", "PEM file with the client's public key or certificate, for private_key_jwt")
 	keyID := flag.String("client-key-id", "", "the kid of the client's key (default: none)")
+	tokenType := flag.String("access-token-type", devop.AccessTokenOpaque, "the client's access tokens: opaque (ask the introspection endpoint) or jwt")
 	flag.Var(redirects, "redirect-uri", "allowed redirect URI or glob; repeatable")
 	flag.Var(postLogout, "post-logout-redirect-uri", "allowed post-logout redirect URI or glob; repeatable")
 	flag.Parse()
@@ -90,6 +92,7 @@ func main() {
 		ClientKeys:             keys,
 		RedirectURIs:           redirects.values,
 		PostLogoutRedirectURIs: postLogout.values,
+		AccessTokenType:        *tokenType,
 	})
 	if err != nil {
 		fmt.Fprintf(os.Stderr, "oidc-dev-provider: %v\n", err)
@@ -103,13 +106,14 @@ func main() {
   client_id      %s
   client_secret  %s
   client_auth    %s
+  access tokens  %s
   redirect URIs  %s
   after logout   %s
 
   sign in as     username %q  password %q
 
 Press Ctrl+C to stop.
-`, srv.Issuer(), *clientID, *clientSecret, *clientAuth,
+`, srv.Issuer(), *clientID, *clientSecret, *clientAuth, *tokenType,
 		strings.Join(redirects.values, ", "), strings.Join(postLogout.values, ", "),
 		devop.DemoUsername, devop.DemoPassword)
 

@@ -8,7 +8,7 @@
 // a fixed, public value: never expose it beyond a developer's machine or a
 // test.
 //
-// Four things differ from the plain example:
+// Six things differ from the plain example:
 //
 //   - The client authenticates the way Config.ClientAuthMethod says
 //     (client_secret_basic, client_secret_post, or private_key_jwt with a
@@ -22,6 +22,14 @@
 //   - Redirect and post-logout redirect URIs may be globs, so tests can
 //     register "http://127.0.0.1:*/oauth2/callback" and listen on random
 //     ports.
+//   - The client's access tokens may be JWTs (Config.AccessTokenType), which
+//     an API can verify with the provider's keys; opaque ones, the default,
+//     it asks the introspection endpoint about, with the client's
+//     credentials (client_secret_basic or private_key_jwt there).
+//   - The demo user has a groups claim (DemoGroups) in the ID token, at the
+//     userinfo endpoint, in JWT access tokens and in introspection answers,
+//     as providers put group memberships there, so an example can gate an
+//     area on a group.
 //   - The login page shows the demo user's username and password above
 //     the form, so that someone trying the demo knows what to type.
 //
@@ -60,6 +68,13 @@ const (
 	DemoFamilyName = "User"
 	DemoName       = DemoGivenName + " " + DemoFamilyName
 )
+
+// DemoGroups are the demo user's groups claim: a member of staff and of
+// reporting, not of admins.
+var DemoGroups = []string{"staff", "reporting"}
+
+// groupsClaim is the name of the claim that carries DemoGroups.
+const groupsClaim = "groups"
 
 // Defaults for the zero Config.
 const (
@@ -123,7 +138,19 @@ type Config struct {
 	// values, matched like RedirectURIs (with path.Match for globs). The
 	// default is DefaultPostLogoutRedirectURIs.
 	PostLogoutRedirectURIs []string
+
+	// AccessTokenType is the kind of access token the client is issued:
+	// AccessTokenOpaque (the default) or AccessTokenJWT. Zitadel's JWT
+	// access tokens have typ JWT (not RFC 9068's at+jwt), the client ID as
+	// their aud, and iss, sub, client_id, iat, nbf, exp and jti.
+	AccessTokenType string
 }
+
+// Access token types of Config.AccessTokenType.
+const (
+	AccessTokenOpaque = "opaque"
+	AccessTokenJWT    = "jwt"
+)
 
 // Server is a running provider.
 type Server struct {
@@ -161,6 +188,14 @@ func New(cfg Config) (*Server, error) {
 	if err != nil {
 		return nil, err
 	}
+	tokenType := op.AccessTokenTypeBearer
+	switch cfg.AccessTokenType {
+	case "", AccessTokenOpaque:
+	case AccessTokenJWT:
+		tokenType = op.AccessTokenTypeJWT
+	default:
+		return nil, fmt.Errorf("access token type %q: want %s or %s", cfg.AccessTokenType, AccessTokenOpaque, AccessTokenJWT)
+	}
 
 	ln, err := net.Listen("tcp", cfg.Addr)
 	if err != nil {
@@ -181,6 +216,7 @@ func New(cfg Config) (*Server, error) {
 		Storage:    storage.NewStorageWithClients(demoUsers{}, map[string]*storage.Client{cfg.ClientID: client}),
 		client:     client,
 		auth:       auth,
+		tokenType:  tokenType,
 		redirects:  splitGlobs(cfg.RedirectURIs),
 		postLogout: splitGlobs(cfg.PostLogoutRedirectURIs),
 	}
@@ -273,6 +309,7 @@ type devStorage struct {
 	*storage.Storage
 	client     *storage.Client
 	auth       *clientAuth
+	tokenType  op.AccessTokenType
 	redirects  uriPatterns
 	postLogout uriPatterns
 }
@@ -282,7 +319,62 @@ func (s *devStorage) GetClientByClientID(ctx context.Context, clientID string) (
 	if clientID != s.client.GetID() {
 		return s.Storage.GetClientByClientID(ctx, clientID)
 	}
-	return devClient{Client: s.client, authMethod: s.auth.method, redirects: s.redirects, postLogout: s.postLogout}, nil
+	return devClient{Client: s.client, authMethod: s.auth.method, tokenType: s.tokenType, redirects: s.redirects, postLogout: s.postLogout}, nil
+}
+
+// SetUserinfoFromRequest implements op.CanSetUserinfoFromRequest: the ID
+// token's claims, with the demo user's groups.
+func (s *devStorage) SetUserinfoFromRequest(ctx context.Context, userinfo *oidc.UserInfo, token op.IDTokenRequest, scopes []string) error {
+	if err := s.Storage.SetUserinfoFromRequest(ctx, userinfo, token, scopes); err != nil {
+		return err
+	}
+	addGroups(userinfo, token.GetSubject())
+	return nil
+}
+
+// SetUserinfoFromToken implements op.Storage: the userinfo endpoint's
+// answer, with the demo user's groups.
+func (s *devStorage) SetUserinfoFromToken(ctx context.Context, userinfo *oidc.UserInfo, tokenID, subject, origin string) error {
+	if err := s.Storage.SetUserinfoFromToken(ctx, userinfo, tokenID, subject, origin); err != nil {
+		return err
+	}
+	addGroups(userinfo, subject)
+	return nil
+}
+
+// SetIntrospectionFromToken implements op.Storage: an introspection
+// answer, with the demo user's groups when the token is active.
+func (s *devStorage) SetIntrospectionFromToken(ctx context.Context, introspection *oidc.IntrospectionResponse, tokenID, subject, clientID string) error {
+	if err := s.Storage.SetIntrospectionFromToken(ctx, introspection, tokenID, subject, clientID); err != nil {
+		return err
+	}
+	if subject == DemoSubject {
+		if introspection.Claims == nil {
+			introspection.Claims = map[string]any{}
+		}
+		introspection.Claims[groupsClaim] = DemoGroups
+	}
+	return nil
+}
+
+// GetPrivateClaimsFromScopes implements op.Storage: the claims of a JWT
+// access token, with the demo user's groups.
+func (s *devStorage) GetPrivateClaimsFromScopes(ctx context.Context, userID, clientID string, scopes []string) (map[string]any, error) {
+	claims, err := s.Storage.GetPrivateClaimsFromScopes(ctx, userID, clientID, scopes)
+	if err != nil || userID != DemoSubject {
+		return claims, err
+	}
+	if claims == nil {
+		claims = map[string]any{}
+	}
+	claims[groupsClaim] = DemoGroups
+	return claims, nil
+}
+
+func addGroups(userinfo *oidc.UserInfo, subject string) {
+	if subject == DemoSubject {
+		userinfo.AppendClaims(groupsClaim, DemoGroups)
+	}
 }
 
 // devClient is the web client with its redirect URIs (exact and globs) and
@@ -290,12 +382,16 @@ func (s *devStorage) GetClientByClientID(ctx context.Context, clientID string) (
 type devClient struct {
 	*storage.Client
 	authMethod oidc.AuthMethod
+	tokenType  op.AccessTokenType
 	redirects  uriPatterns
 	postLogout uriPatterns
 }
 
 // AuthMethod implements op.Client.
 func (c devClient) AuthMethod() oidc.AuthMethod { return c.authMethod }
+
+// AccessTokenType implements op.Client.
+func (c devClient) AccessTokenType() op.AccessTokenType { return c.tokenType }
 
 // RedirectURIs implements op.Client.
 func (c devClient) RedirectURIs() []string { return c.redirects.exact }

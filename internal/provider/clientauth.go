@@ -125,6 +125,23 @@ func (a ClientAuth) methodFor(supported []string) (string, error) {
 	return "", fmt.Errorf("the provider supports client authentication %v, and the configuration allows %v", supported, allowed)
 }
 
+// introspectionMethod chooses the method for the introspection endpoint:
+// the token endpoint's, unless the provider lists others there (Zitadel
+// takes client_secret_basic and private_key_jwt, not client_secret_post);
+// then the first of those the configuration allows.
+func (a ClientAuth) introspectionMethod(tokenMethod string, supported []string) string {
+	if len(supported) == 0 || slices.Contains(supported, tokenMethod) {
+		return tokenMethod
+	}
+	allowed := a.allowed()
+	for _, m := range Methods {
+		if slices.Contains(allowed, m) && slices.Contains(supported, m) {
+			return m
+		}
+	}
+	return tokenMethod // none fits: the provider has the last word
+}
+
 // apply authenticates a request to endpoint (the token or introspection
 // endpoint) of the provider issuer with method: it sets the Authorization
 // header or adds to the form.

@@ -28,23 +28,25 @@ type Introspection struct {
 	ClaimsJSON []byte
 }
 
-// IntrospectionTimeout bounds a call to the introspection endpoint: an API
-// request waits for it.
+// IntrospectionTimeout bounds a call to the introspection endpoint by
+// default (Config.IntrospectionTimeout): an API request waits for it.
 const IntrospectionTimeout = 5 * time.Second
 
 // Introspect asks the provider's introspection endpoint about an access
-// token (RFC 7662), authenticating as the client the way it does at the
-// token endpoint.
+// token (RFC 7662), authenticating as the client (IntrospectionAuth). A
+// provider that cannot be asked, or does not answer with 200 and a JSON
+// object in time, is ErrUnavailable; a token it does not know is an
+// answer, inactive.
 func (s *State) Introspect(ctx context.Context, token string) (*Introspection, error) {
 	endpoint := s.Metadata.IntrospectionEndpoint
 	if endpoint == "" {
 		return nil, ErrNoIntrospection
 	}
-	ctx, cancel := context.WithTimeout(ctx, IntrospectionTimeout)
+	ctx, cancel := context.WithTimeout(ctx, s.p.cfg.IntrospectionTimeout)
 	defer cancel()
 	form := url.Values{"token": {token}, "token_type_hint": {"access_token"}}
 	header := http.Header{}
-	if err := s.Authenticate(endpoint, form, header); err != nil {
+	if err := s.p.cfg.Auth.apply(s.IntrospectionAuth, s.p.cfg.ClientID, s.p.cfg.Issuer, endpoint, form, header, s.p.cfg.Now()); err != nil {
 		return nil, err
 	}
 	req, err := http.NewRequestWithContext(ctx, http.MethodPost, endpoint, strings.NewReader(form.Encode()))
@@ -78,8 +80,8 @@ func (s *State) Introspect(ctx context.Context, token string) (*Introspection, e
 	in.Active, _ = m["active"].(bool)
 	in.Subject, _ = m["sub"].(string)
 	if exp, ok := m["exp"].(json.Number); ok {
-		if sec, err := exp.Int64(); err == nil && sec > 0 {
-			in.Expiry = time.Unix(sec, 0)
+		if sec, err := exp.Float64(); err == nil && sec > 0 && sec < 1<<40 {
+			in.Expiry = time.Unix(int64(sec), 0)
 		}
 	}
 	return in, nil

@@ -77,6 +77,9 @@ type Config struct {
 	// RediscoveryInterval is how often the metadata is read again once
 	// known; default DefaultRediscoveryInterval.
 	RediscoveryInterval time.Duration
+	// IntrospectionTimeout bounds a call to the introspection endpoint;
+	// default IntrospectionTimeout.
+	IntrospectionTimeout time.Duration
 }
 
 // Metadata is what the provider's discovery document says (OpenID Connect
@@ -128,6 +131,9 @@ func New(cfg Config) *Provider {
 	}
 	if cfg.RediscoveryInterval <= 0 {
 		cfg.RediscoveryInterval = DefaultRediscoveryInterval
+	}
+	if cfg.IntrospectionTimeout <= 0 {
+		cfg.IntrospectionTimeout = IntrospectionTimeout
 	}
 	cfg.Issuer = strings.TrimSpace(cfg.Issuer)
 	return &Provider{
@@ -286,6 +292,9 @@ type State struct {
 	Verifier *verify.Verifier
 	// TokenAuth is the client authentication used at the token endpoint.
 	TokenAuth string
+	// IntrospectionAuth is the client authentication used at the
+	// introspection endpoint.
+	IntrospectionAuth string
 
 	p *Provider
 }
@@ -307,9 +316,10 @@ func (p *Provider) newState(md *Metadata, prev *State) (*State, error) {
 		template = md.Issuer
 	}
 	return &State{
-		Metadata:  *md,
-		Keys:      keys,
-		TokenAuth: method,
+		Metadata:          *md,
+		Keys:              keys,
+		TokenAuth:         method,
+		IntrospectionAuth: p.cfg.Auth.introspectionMethod(method, md.IntrospectionAuthMethodsSupported),
 		Verifier: verify.New(verify.Config{
 			Issuer:         p.cfg.Issuer,
 			IssuerTemplate: template,

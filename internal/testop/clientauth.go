@@ -313,8 +313,9 @@ func unixTime(n json.Number) (time.Time, error) {
 }
 
 // audienceOK accepts an aud (a string or an array) naming the token
-// endpoint, as OpenID Connect Core 9 recommends, or the issuer, as RFC 7523
-// 3 allows.
+// endpoint, as OpenID Connect Core 9 recommends, the issuer, as RFC 7523
+// 3 allows, or the introspection endpoint, where the client authenticates
+// the same way.
 func (p *Provider) audienceOK(raw json.RawMessage) bool {
 	var auds []string
 	var one string
@@ -323,7 +324,7 @@ func (p *Provider) audienceOK(raw json.RawMessage) bool {
 	} else if json.Unmarshal(raw, &auds) != nil {
 		return false
 	}
-	return slices.Contains(auds, p.endpoint("/token")) || slices.Contains(auds, p.issuer)
+	return slices.Contains(auds, p.endpoint("/token")) || slices.Contains(auds, p.issuer) || slices.Contains(auds, p.endpoint(introspectPath))
 }
 
 // verifyWithClientKey checks a private_key_jwt signature against the

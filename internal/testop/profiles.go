@@ -472,12 +472,13 @@ func (r *profileRules) userinfoAccepts(at accessToken) bool {
 	return r == nil || !r.userinfoOpaqueOnly || at.audience == ""
 }
 
-// newAccessToken is an access token of grant g for scope: opaque, or a
-// JWT for the grant's audience.
-func (p *Provider) newAccessToken(g grant, scope string, ttl time.Duration) (string, error) {
+// profileAccessToken is the access token a profile issues for grant g
+// and scope: a JWT for the grant's audience (ok), or, without a profile
+// or an audience, none: the provider's own kind.
+func (p *Provider) profileAccessToken(g grant, scope string, ttl time.Duration) (tok string, ok bool, err error) {
 	r := p.profile
 	if r == nil || g.audience == "" {
-		return randomString(p.cfg.AccessTokenSize), nil
+		return "", false, nil
 	}
 	now := time.Now()
 	c := map[string]any{
@@ -497,7 +498,8 @@ func (p *Provider) newAccessToken(g grant, scope string, ttl time.Duration) (str
 	if r.accessClaims != nil {
 		r.accessClaims(c)
 	}
-	return p.sign(c, MisbehaveNone, "JWT")
+	tok, err = p.sign(c, MisbehaveNone, "JWT")
+	return tok, true, err
 }
 
 // Profile returns the provider's profile, "" for the default shape.

@@ -165,6 +165,13 @@ type Config struct {
 	IDTokenPadding int
 	// AccessTokenSize is the length of the opaque access tokens. Default 64.
 	AccessTokenSize int
+	// AccessTokenFormat is AccessTokenOpaque (the default) or
+	// AccessTokenJWT (RFC 9068). See accesstoken.go.
+	AccessTokenFormat string
+	// AccessTokenAudience is the aud of JWT access tokens (and of the
+	// introspection answers) when the authorization request names no
+	// resource or audience. Default: the client ID.
+	AccessTokenAudience []string
 	// Addr is the listen address. Default "127.0.0.1:0". A fixed port lets a
 	// test start the provider after a relying party was configured for it.
 	Addr string
@@ -215,7 +222,8 @@ type Provider struct {
 	tokenTTL       time.Duration
 	pause          *tokenPause // armed by PauseTokenEndpoint
 	clientAuth     clientAuthRecord
-	profile        *profileRules // a provider's documented shape; see profiles.go
+	profile        *profileRules    // a provider's documented shape; see profiles.go
+	at             accessTokenState // accesstoken.go, introspect.go
 }
 
 // grant is what an authorization (and every refresh of it) stands for.
@@ -301,6 +309,9 @@ func New(cfg Config) (*Provider, error) {
 		refreshTokens: map[string]grant{},
 		accessTokens:  map[string]accessToken{},
 	}
+	if err := p.setUpAccessTokens(); err != nil {
+		return nil, err
+	}
 	mux := http.NewServeMux()
 	mux.HandleFunc("GET /.well-known/openid-configuration", p.handleDiscovery)
 	mux.HandleFunc("/authorize", p.handleAuthorize)
@@ -308,6 +319,7 @@ func New(cfg Config) (*Provider, error) {
 	mux.HandleFunc("GET /keys", p.handleKeys)
 	mux.HandleFunc("/userinfo", p.handleUserinfo)
 	mux.HandleFunc("/end_session", p.handleEndSession)
+	mux.HandleFunc("POST "+introspectPath, p.handleIntrospect)
 	if err := p.extend(mux); err != nil {
 		ln.Close()
 		return nil, err
@@ -693,6 +705,7 @@ func (p *Provider) handleDiscovery(w http.ResponseWriter, r *http.Request) {
 		"backchannel_logout_supported":          true,
 		"backchannel_logout_session_supported":  true,
 	}
+	p.announceIntrospection(doc)
 	writeJSON(w, http.StatusOK, p.changeDiscovery(r, doc))
 }
 
@@ -748,14 +761,15 @@ func (p *Provider) handleAuthorize(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 
-	code := randomString(43)
+	code, sid := randomString(43), randomString(22)
 	p.mu.Lock()
+	p.rememberAudienceLocked(sid, q)
 	p.codes[code] = &authCode{
 		grant: grant{
 			clientID: p.cfg.ClientID,
 			subject:  p.cfg.Subject,
 			scope:    q.Get("scope"),
-			sid:      randomString(22),
+			sid:      sid,
 			authTime: time.Now(),
 		},
 		redirectURI:   redirectURI,

@@ -3,11 +3,14 @@ package verify
 import (
 	"context"
 	"encoding/json"
+	"errors"
+	"math"
 	"slices"
 	"strings"
 	"time"
 
 	"github.com/oidcgate/caddy-oidc/internal/claims"
+	"github.com/oidcgate/caddy-oidc/internal/keyset"
 )
 
 // AccessTokenRules are what a resource server asks of the JWT access
@@ -52,7 +55,12 @@ func (v *Verifier) AccessToken(ctx context.Context, raw string, r AccessTokenRul
 		return nil, refuse("typ", "the token's typ is %q, not at+jwt", truncate(h.Typ, 40))
 	}
 	payload, err := v.keys.VerifySignature(ctx, raw)
-	if err != nil {
+	switch {
+	case errors.Is(err, keyset.ErrUnavailable), errors.Is(err, context.DeadlineExceeded), errors.Is(err, context.Canceled):
+		// The provider's trouble, not the token's: the caller answers
+		// 503, and the client may try again with the same token.
+		return nil, refuse("keys_unavailable", "%s", keyset.ErrUnavailable.Error())
+	case err != nil:
 		return nil, refuse("signature", "%s", err.Error())
 	}
 	m, err := claims.Decode(payload)
@@ -79,16 +87,15 @@ func (v *Verifier) AccessToken(ctx context.Context, raw string, r AccessTokenRul
 	case c.Iss != v.issuer:
 		return nil, refuse("issuer", "the token was issued by %q, not the provider", truncate(c.Iss, 200))
 	}
-	exp, err := c.Exp.Int64()
-	if err != nil || exp <= 0 {
+	expiry, ok := numericDate(c.Exp)
+	if !ok {
 		return nil, refuse("expired", "the token has no exp claim")
 	}
-	expiry := time.Unix(exp, 0)
 	if !now.Before(expiry) {
 		return nil, refuse("expired", "the token expired at %s", expiry.UTC().Format(time.RFC3339))
 	}
 	if c.Nbf != "" {
-		if nbf, err := c.Nbf.Int64(); err != nil || now.Add(nbfLeeway).Before(time.Unix(nbf, 0)) {
+		if nbf, ok := numericDate(c.Nbf); !ok || now.Add(nbfLeeway).Before(nbf) {
 			return nil, refuse("nbf", "the token is not valid yet")
 		}
 	}
@@ -105,6 +112,19 @@ func (v *Verifier) AccessToken(ctx context.Context, raw string, r AccessTokenRul
 		}
 	}
 	return &AccessToken{Subject: c.Sub, Expiry: expiry, Scopes: granted, Claims: m, ClaimsJSON: payload}, nil
+}
+
+// numericDate reads a NumericDate (RFC 7519 2), which may have a
+// fraction; ok is false for none, or one not after 1970.
+func numericDate(n json.Number) (t time.Time, ok bool) {
+	if sec, err := n.Int64(); err == nil {
+		return time.Unix(sec, 0), sec > 0
+	}
+	f, err := n.Float64()
+	if err != nil || f <= 0 || f > math.MaxInt64/2 {
+		return time.Time{}, false
+	}
+	return time.Unix(int64(f), 0), true
 }
 
 // Scopes are the scopes a token or an introspection answer grants: its
