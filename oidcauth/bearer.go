@@ -88,9 +88,16 @@ func (b *BearerConfig) validate(h *Handler) error {
 		// RFC 7662 2.1: the introspection endpoint answers only an
 		// authenticated caller; without credentials every opaque token
 		// would be answered 503.
-		for _, p := range h.providers {
-			if c := p.cfg; c.ClientSecret == "" && c.ClientKey == "" && c.ClientKeyFile == "" {
-				return errors.New("bearer: introspect needs the client's credentials (client_secret or client_key)" + p.inProvider())
+		configs := map[string]*ProviderConfig{"": &h.ProviderConfig}
+		if len(h.Providers) > 0 {
+			configs = make(map[string]*ProviderConfig, len(h.Providers))
+			for _, np := range h.Providers {
+				configs[" (provider "+np.Name+")"] = &np.ProviderConfig
+			}
+		}
+		for in, c := range configs {
+			if c.ClientSecret == "" && c.ClientKey == "" && c.ClientKeyFile == "" {
+				return errors.New("bearer: introspect needs the client's credentials (client_secret or client_key)" + in)
 			}
 		}
 	}

@@ -145,7 +145,7 @@ func (m *MatchClaim) unmarshalOne(d *caddyfile.Dispenser) error {
 		}
 	}
 	if m.Claim == "" && len(m.Provider) == 0 {
-		return d.Errf("oidc_claim: want a claim path and values, or a block with claim or provider")
+		return d.Errf("oidc_claim: want a claim path and at least one value, got 0 arguments (or a block with claim or provider)")
 	}
 	return nil
 }

@@ -226,14 +226,6 @@ func (h *Handler) newProvider(name, label string, cfg ProviderConfig, repl *cadd
 	return p, nil
 }
 
-// inProvider names p in configuration errors, when there are several.
-func (p *oidcProvider) inProvider() string {
-	if p.name == "" {
-		return ""
-	}
-	return " (provider " + p.name + ")"
-}
-
 // introspectionTimeout bounds an introspection call (tests shorten it);
 // zero for the provider package's default.
 func (h *Handler) introspectionTimeout() time.Duration {
