@@ -285,6 +285,28 @@ func TestEntraIDGuide(t *testing.T) {
 	})
 }
 
+// wantRefused signs a new user in whom the guide's allow rules refuse: the
+// navigation ends on oidc_auth's 403 page, an API call gets its JSON, the
+// upstream sees neither, and the log names the rule, not the user's claims.
+func wantRefused(t *testing.T, b *browser, s *site, up *upstream, who string) {
+	t.Helper()
+	resp, body := b.navigate(s.url + "/")
+	if resp.StatusCode != http.StatusForbidden || !strings.Contains(resp.Header.Get("Content-Type"), "text/html") ||
+		!strings.Contains(body, "may not use this site") {
+		t.Errorf("%s: %d %s %q, want the 403 page", who, resp.StatusCode, resp.Header.Get("Content-Type"), body)
+	}
+	resp, body = b.fetch(s.url + "/api/data")
+	if resp.StatusCode != http.StatusForbidden || jsonBody(t, body)["error"] != "access_denied" {
+		t.Errorf("%s: API call %d %s, want 403 access_denied", who, resp.StatusCode, body)
+	}
+	if up.count() != 0 {
+		t.Errorf("%s: the upstream saw %d requests", who, up.count())
+	}
+	if !strings.Contains(s.logs(), `"rule":"no allow rule matched"`) {
+		t.Errorf("%s: the log does not say which rule refused", who)
+	}
+}
+
 func newProfileProvider(t *testing.T, profile testop.Profile, cfg testop.Config) *testop.Provider {
 	t.Helper()
 	p, err := testop.NewProfile(profile, cfg)
@@ -297,7 +319,8 @@ func newProfileProvider(t *testing.T, profile testop.Profile, cfg testop.Config)
 
 // TestGoogleGuide: docs/providers/google.md against a Google-shaped
 // provider: the authorization request asks for offline access with
-// consent (else no refresh token), the hd claim upstream and enforced,
+// consent (else no refresh token), the hd claim upstream and enforced by
+// the guide's allow rule (403 page, access_denied JSON, the rule logged),
 // two refreshes with the refresh token Google keeps (its refresh answers
 // carry none), and a sign-out that ends the session at the site only,
 // Google having no end_session_endpoint.
@@ -338,10 +361,7 @@ func TestGoogleGuide(t *testing.T) {
 		} {
 			p := newProfileProvider(t, testop.Google, testop.Config{Claims: claims})
 			s, up := startGuideSite(t, "google", p)
-			resp, body := newBrowser(t).navigate(s.url + "/")
-			if resp.StatusCode != http.StatusForbidden || !strings.Contains(body, "example.com account") || up.requests != 0 {
-				t.Errorf("%s: %d %q (upstream reached: %v), want 403", name, resp.StatusCode, body, up.requests != 0)
-			}
+			wantRefused(t, newBrowser(t), s, up, name)
 		}
 	})
 }
