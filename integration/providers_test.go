@@ -426,9 +426,11 @@ func hasScopes(scope string, want ...string) bool {
 }
 
 // TestKeycloakGuide: docs/providers/keycloak.md against a Keycloak-shaped
-// provider: realm and client roles upstream and in a rule, JWT access
-// tokens refreshed twice with refresh tokens spent on use, back-channel
-// logout of one Keycloak session by its sid, and RP-initiated logout.
+// provider: realm and client roles upstream, the client role opening
+// /admin/ through the guide's oidc_claim matcher ("Admins only." without
+// it), JWT access tokens refreshed twice with refresh tokens spent on use,
+// back-channel logout of one Keycloak session by its sid, and
+// RP-initiated logout.
 func TestKeycloakGuide(t *testing.T) {
 	p := newProfileProvider(t, testop.Keycloak, testop.Config{
 		ClientID:       "caddy",
