@@ -485,7 +485,8 @@ func TestKeycloakGuide(t *testing.T) {
 }
 
 // TestAuth0Guide: docs/providers/auth0.md against an Auth0-shaped
-// provider: the issuer's trailing slash, a namespaced claim upstream, the
+// provider: the issuer's trailing slash, a namespaced roles claim
+// upstream and opening /admin/ through the guide's oidc_claim matcher, the
 // audience parameter making the access token a JWT for the API (and
 // userinfo still answering), a refresh with rotation, reuse detection
 // ending the session when a spent refresh token is replayed, and logout
@@ -506,6 +507,9 @@ func TestAuth0Guide(t *testing.T) {
 		"X-User-Email": "alice@example.com",
 		"X-User-Roles": "admin,editor",
 	})
+	if resp, body := b.navigate(s.url + "/admin/users"); resp.StatusCode != http.StatusOK || !strings.Contains(body, "at /admin/users") {
+		t.Errorf("/admin/ with the admin role: %d %q, want the upstream's answer", resp.StatusCode, body)
+	}
 	if p.UserinfoCalls() != 1 {
 		t.Errorf("%d userinfo calls, want 1 (with the API's JWT)", p.UserinfoCalls())
 	}
@@ -534,6 +538,19 @@ func TestAuth0Guide(t *testing.T) {
 	b2 := newBrowser(t)
 	b2.signIn(s, "/")
 	signOutAtProvider(t, b2, s, p)
+
+	t.Run("without the admin role", func(t *testing.T) {
+		p := newProfileProvider(t, testop.Auth0, testop.Config{Claims: map[string]any{testop.Auth0RolesClaim: []string{"editor"}}})
+		s, up := startGuideSite(t, "auth0", p)
+		b := newBrowser(t)
+		b.signIn(s, "/")
+		if resp, body := b.navigate(s.url + "/admin/users"); resp.StatusCode != http.StatusForbidden || body != "Admins only." {
+			t.Errorf("/admin/ without the role: %d %q, want 403", resp.StatusCode, body)
+		}
+		if up.requests != 1 {
+			t.Errorf("the upstream saw %d requests, want only the sign-in's", up.requests)
+		}
+	})
 
 	t.Run("without end-session discovery", func(t *testing.T) {
 		p := newProfileProvider(t, testop.Auth0, testop.Config{})
