@@ -60,7 +60,8 @@ demo: bin/caddy bin/oidc-dev-provider bin/demo-api
 	echo "    Then try the page's two buttons, which call the demo API with your access token:"; \
 	echo "      Call API as the app       GET /api/whoami, Authorization: Bearer <<APPSMITH_USER_OAUTH2_ACCESS_TOKEN>>"; \
 	echo "      Call admin-configured API GET /admin-api/whoami, no header (the Caddyfile adds it)"; \
-	echo "    The API answers {\"valid\": true, \"sub\": ..., \"email\": ...}; the token never reaches the page."; \
+	echo "    The page shows what the API received (a substituted token, valid for you); the token never reaches the page."; \
+	echo "    Gated by the groups claim: /admin/ (admins; the demo user is refused), /reports-api/whoami (reporting)."; \
 	echo; \
 	bin/caddy run --config examples/Caddyfile --adapter caddyfile
 

@@ -171,6 +171,36 @@ cors_preflight yes }`, `cors_preflight "yes": want on or off`},
 		{`token_inject { in header cookie }`, `token_inject: in: "cookie" is not header, query or body`},
 		{`token_inject { body_max_size lots }`, `token_inject: body_max_size: bad size "lots"`},
 		{`token_inject { body_memory 0 }`, `token_inject: body_memory: bad size "0"`},
+		{`oidc_auth { provider
+issuer https://op
+client_id x }`, "provider takes a name and an optional label"},
+		{`oidc_auth { provider a {
+issuer https://op
+} }`, "oidc_auth: provider a: client_id is required"},
+		{`oidc_auth { provider a {
+issuer https://op
+client_id x
+bogus 1
+} }`, `oidc_auth: provider a: unknown subdirective "bogus"`},
+		{`oidc_auth { provider a {
+issuer https://op
+client_id x
+client_auth magic
+} }`, `oidc_auth: provider a: client_auth "magic"`},
+		{`oidc_auth { issuer https://op
+client_id x
+provider a {
+issuer https://op2
+client_id y
+} }`, "either directly in oidc_auth (one provider) or in provider blocks"},
+		{`oidc_auth { issuer https://op
+client_id x
+allow {
+provider
+} }`, "allow: provider takes at least one provider name"},
+		{`oidc_auth { issuer https://op
+client_id x
+health_details yes }`, "health_details takes no arguments"},
 		{`token_inject { on_missing drop }`, `token_inject: on_missing takes reject`},
 		{`token_inject { on_missing reject 200 }`, `token_inject: on_missing: bad status code "200"`},
 		{`token_inject { refresh_skew soon }`, `token_inject: refresh_skew: bad duration "soon"`},

@@ -48,11 +48,14 @@ import (
 //		tenants              <tenant-id...>|*  # multi-tenant providers
 //		backchannel_logout_path <path>         # default: /oauth2/backchannel-logout
 //		frontchannel_logout_path <path>        # default: /oauth2/frontchannel-logout
+//		health_path          <path>            # default: /oauth2/health
+//		health_details                         # default: off
 //		allow {                                # repeatable; lines in a block all hold
 //			email        <address...>
 //			email_domain <domain...>         # requires email_verified
 //			claim        <path> <value...>
 //			claim_regexp <path> <regexp>
+//			provider     <name...>          # with provider blocks
 //		}
 //		deny { ... }                           # as allow; any match refuses
 //		bearer {
@@ -76,6 +79,19 @@ import (
 //		}
 //	}
 //
+// Several providers: instead of issuer, client and the other provider
+// options directly in oidc_auth, one block per provider, each taking
+// those options (issuer, client_id, client_secret, scopes, auth_param,
+// post_logout_redirect, access_token_lifetime, signing_algs, client_auth,
+// client_key, client_key_file, client_key_id, client_assertion_audience,
+// userinfo, claim_sources, tenants):
+//
+//	provider <name> [<label>] {
+//		issuer    <url>
+//		client_id <id>
+//		...
+//	}
+//
 // The Redis block also goes with the cookie store, which then keeps its
 // back-channel logout revocations in Redis.
 func parseOIDCAuth(h httpcaddyfile.Helper) (caddyhttp.MiddlewareHandler, error) {
@@ -87,38 +103,10 @@ func parseOIDCAuth(h httpcaddyfile.Helper) (caddyhttp.MiddlewareHandler, error) 
 	for h.NextBlock(0) {
 		sub := h.Val()
 		switch sub {
-		case "issuer":
-			if err := oneArg(h.Dispenser, "oidc_auth", &a.Issuer); err != nil {
-				return nil, err
-			}
-		case "client_id":
-			if err := oneArg(h.Dispenser, "oidc_auth", &a.ClientID); err != nil {
-				return nil, err
-			}
-		case "client_secret":
-			if err := oneArg(h.Dispenser, "oidc_auth", &a.ClientSecret); err != nil {
-				return nil, err
-			}
-		case "scopes":
-			if err := someArgs(h.Dispenser, "oidc_auth", &a.Scopes); err != nil {
-				return nil, err
-			}
 		case "redirect_url":
 			if err := oneArg(h.Dispenser, "oidc_auth", &a.RedirectURL); err != nil {
 				return nil, err
 			}
-		case "auth_param":
-			args := h.RemainingArgs()
-			if len(args) != 2 {
-				return nil, h.Errf("oidc_auth: auth_param takes a name and a value, got %d arguments", len(args))
-			}
-			if a.AuthParams == nil {
-				a.AuthParams = make(map[string]string)
-			}
-			if _, dup := a.AuthParams[args[0]]; dup {
-				return nil, h.Errf("oidc_auth: auth_param %q given twice", args[0])
-			}
-			a.AuthParams[args[0]] = args[1]
 		case "login_path":
 			if err := oneArg(h.Dispenser, "oidc_auth", &a.LoginPath); err != nil {
 				return nil, err
@@ -129,10 +117,6 @@ func parseOIDCAuth(h httpcaddyfile.Helper) (caddyhttp.MiddlewareHandler, error) 
 			}
 		case "userinfo_path":
 			if err := oneArg(h.Dispenser, "oidc_auth", &a.UserinfoPath); err != nil {
-				return nil, err
-			}
-		case "post_logout_redirect":
-			if err := oneArg(h.Dispenser, "oidc_auth", &a.PostLogoutRedirect); err != nil {
 				return nil, err
 			}
 		case "cookie_name":
@@ -149,10 +133,6 @@ func parseOIDCAuth(h httpcaddyfile.Helper) (caddyhttp.MiddlewareHandler, error) 
 			}
 		case "session_lifetime":
 			if err := durationArg(h.Dispenser, "oidc_auth", &a.SessionLifetime); err != nil {
-				return nil, err
-			}
-		case "access_token_lifetime":
-			if err := durationArg(h.Dispenser, "oidc_auth", &a.AccessTokenLifetime); err != nil {
 				return nil, err
 			}
 		case "idle_timeout":
@@ -223,60 +203,162 @@ func parseOIDCAuth(h httpcaddyfile.Helper) (caddyhttp.MiddlewareHandler, error) 
 				return nil, err
 			}
 			a.SessionStore = store
-		case "signing_algs":
-			if err := someArgs(h.Dispenser, "oidc_auth", &a.SigningAlgs); err != nil {
+		case "provider":
+			np, err := parseNamedProvider(h)
+			if err != nil {
 				return nil, err
 			}
-		case "client_auth":
-			if err := oneArg(h.Dispenser, "oidc_auth", &a.ClientAuth); err != nil {
+			a.Providers = append(a.Providers, np)
+		case "health_path":
+			if err := oneArg(h.Dispenser, "oidc_auth", &a.HealthPath); err != nil {
 				return nil, err
 			}
-			if !slices.Contains(provider.Methods, a.ClientAuth) {
-				return nil, h.Errf("oidc_auth: client_auth %q: want one of %s", a.ClientAuth, strings.Join(provider.Methods, ", "))
-			}
-		case "client_key":
-			if err := oneArg(h.Dispenser, "oidc_auth", &a.ClientKey); err != nil {
-				return nil, err
-			}
-		case "client_key_file":
-			if err := oneArg(h.Dispenser, "oidc_auth", &a.ClientKeyFile); err != nil {
-				return nil, err
-			}
-		case "client_key_id":
-			if err := oneArg(h.Dispenser, "oidc_auth", &a.ClientKeyID); err != nil {
-				return nil, err
-			}
-		case "client_assertion_audience":
-			if err := oneArg(h.Dispenser, "oidc_auth", &a.ClientAssertionAudience); err != nil {
-				return nil, err
-			}
-		case "userinfo":
-			if err := oneArg(h.Dispenser, "oidc_auth", &a.Userinfo); err != nil {
-				return nil, err
-			}
-			if a.Userinfo != "on" && a.Userinfo != "off" && a.Userinfo != "refresh" {
-				return nil, h.Errf("oidc_auth: userinfo %q: want on, off or refresh", a.Userinfo)
-			}
-		case "claim_sources":
+		case "health_details":
 			if h.NextArg() {
-				return nil, h.Errf("oidc_auth: claim_sources takes no arguments, got %q", h.Val())
+				return nil, h.Errf("oidc_auth: health_details takes no arguments, got %q", h.Val())
 			}
-			a.ClaimSources = true
-		case "tenants":
-			if err := someArgs(h.Dispenser, "oidc_auth", &a.Tenants); err != nil {
+			a.HealthDetails = true
+		default:
+			handled, err := parseProviderOption(h, "oidc_auth", sub, &a.ProviderConfig)
+			if err != nil {
 				return nil, err
 			}
-		default:
-			return nil, h.Errf("oidc_auth: unknown subdirective %q", sub)
+			if !handled {
+				return nil, h.Errf("oidc_auth: unknown subdirective %q", sub)
+			}
 		}
 	}
-	if a.Issuer == "" {
+	switch {
+	case len(a.Providers) > 0 && a.ProviderConfig.Issuer != "":
+		return nil, h.Err("oidc_auth: issuer and client settings go either directly in oidc_auth (one provider) or in provider blocks (several), not both")
+	case len(a.Providers) > 0:
+	case a.Issuer == "":
 		return nil, h.Err("oidc_auth: issuer is required")
-	}
-	if a.ClientID == "" {
+	case a.ClientID == "":
 		return nil, h.Err("oidc_auth: client_id is required")
 	}
 	return a, nil
+}
+
+// parseNamedProvider reads a provider block: its name, an optional label
+// for the chooser page, and the provider options.
+func parseNamedProvider(h httpcaddyfile.Helper) (*oidcauth.NamedProvider, error) {
+	args := h.RemainingArgs()
+	if len(args) < 1 || len(args) > 2 {
+		return nil, h.Errf("oidc_auth: provider takes a name and an optional label, got %d arguments", len(args))
+	}
+	np := &oidcauth.NamedProvider{Name: args[0]}
+	if len(args) == 2 {
+		np.Label = args[1]
+	}
+	where := "oidc_auth: provider " + np.Name
+	nesting := h.Nesting()
+	for h.NextBlock(nesting) {
+		handled, err := parseProviderOption(h, where, h.Val(), &np.ProviderConfig)
+		if err != nil {
+			return nil, err
+		}
+		if !handled {
+			return nil, h.Errf("%s: unknown subdirective %q", where, h.Val())
+		}
+	}
+	if np.Issuer == "" {
+		return nil, h.Errf("%s: issuer is required", where)
+	}
+	if np.ClientID == "" {
+		return nil, h.Errf("%s: client_id is required", where)
+	}
+	return np, nil
+}
+
+// parseProviderOption reads the option sub of a provider, in the
+// single-provider form or a provider block; it reports false for an
+// option that is not one.
+func parseProviderOption(h httpcaddyfile.Helper, where, sub string, a *oidcauth.ProviderConfig) (bool, error) {
+	switch sub {
+	case "issuer":
+		if err := oneArg(h.Dispenser, where, &a.Issuer); err != nil {
+			return true, err
+		}
+	case "client_id":
+		if err := oneArg(h.Dispenser, where, &a.ClientID); err != nil {
+			return true, err
+		}
+	case "client_secret":
+		if err := oneArg(h.Dispenser, where, &a.ClientSecret); err != nil {
+			return true, err
+		}
+	case "scopes":
+		if err := someArgs(h.Dispenser, where, &a.Scopes); err != nil {
+			return true, err
+		}
+	case "auth_param":
+		args := h.RemainingArgs()
+		if len(args) != 2 {
+			return true, h.Errf(where+": auth_param takes a name and a value, got %d arguments", len(args))
+		}
+		if a.AuthParams == nil {
+			a.AuthParams = make(map[string]string)
+		}
+		if _, dup := a.AuthParams[args[0]]; dup {
+			return true, h.Errf(where+": auth_param %q given twice", args[0])
+		}
+		a.AuthParams[args[0]] = args[1]
+	case "post_logout_redirect":
+		if err := oneArg(h.Dispenser, where, &a.PostLogoutRedirect); err != nil {
+			return true, err
+		}
+	case "access_token_lifetime":
+		if err := durationArg(h.Dispenser, where, &a.AccessTokenLifetime); err != nil {
+			return true, err
+		}
+	case "signing_algs":
+		if err := someArgs(h.Dispenser, where, &a.SigningAlgs); err != nil {
+			return true, err
+		}
+	case "client_auth":
+		if err := oneArg(h.Dispenser, where, &a.ClientAuth); err != nil {
+			return true, err
+		}
+		if !slices.Contains(provider.Methods, a.ClientAuth) {
+			return true, h.Errf(where+": client_auth %q: want one of %s", a.ClientAuth, strings.Join(provider.Methods, ", "))
+		}
+	case "client_key":
+		if err := oneArg(h.Dispenser, where, &a.ClientKey); err != nil {
+			return true, err
+		}
+	case "client_key_file":
+		if err := oneArg(h.Dispenser, where, &a.ClientKeyFile); err != nil {
+			return true, err
+		}
+	case "client_key_id":
+		if err := oneArg(h.Dispenser, where, &a.ClientKeyID); err != nil {
+			return true, err
+		}
+	case "client_assertion_audience":
+		if err := oneArg(h.Dispenser, where, &a.ClientAssertionAudience); err != nil {
+			return true, err
+		}
+	case "userinfo":
+		if err := oneArg(h.Dispenser, where, &a.Userinfo); err != nil {
+			return true, err
+		}
+		if a.Userinfo != "on" && a.Userinfo != "off" && a.Userinfo != "refresh" {
+			return true, h.Errf(where+": userinfo %q: want on, off or refresh", a.Userinfo)
+		}
+	case "claim_sources":
+		if h.NextArg() {
+			return true, h.Errf(where+": claim_sources takes no arguments, got %q", h.Val())
+		}
+		a.ClaimSources = true
+	case "tenants":
+		if err := someArgs(h.Dispenser, where, &a.Tenants); err != nil {
+			return true, err
+		}
+	default:
+		return false, nil
+	}
+	return true, nil
 }
 
 // parseRule reads an allow or deny block: each line a condition, all of
@@ -307,6 +389,11 @@ func parseRule(h httpcaddyfile.Helper, kind string) (rules.Rule, error) {
 				return r, h.Errf("oidc_auth: %s: claim takes a path and at least one value, got %d arguments", kind, len(args))
 			}
 			c.Claim, c.Values = args[0], args[1:]
+		case "provider":
+			if len(args) == 0 {
+				return r, h.Errf("oidc_auth: %s: provider takes at least one provider name", kind)
+			}
+			c.Provider = args
 		case "claim_regexp":
 			if len(args) != 2 {
 				return r, h.Errf("oidc_auth: %s: claim_regexp takes a path and a regular expression, got %d arguments", kind, len(args))
@@ -316,7 +403,7 @@ func parseRule(h httpcaddyfile.Helper, kind string) (rules.Rule, error) {
 			}
 			c.ClaimRegexp, c.Pattern = args[0], args[1]
 		default:
-			return r, h.Errf("oidc_auth: %s: unknown condition %q (want email, email_domain, claim or claim_regexp)", kind, line)
+			return r, h.Errf("oidc_auth: %s: unknown condition %q (want email, email_domain, claim, claim_regexp or provider)", kind, line)
 		}
 		r.Conditions = append(r.Conditions, c)
 	}

@@ -114,7 +114,8 @@ func TestDemo(t *testing.T) {
 	got := callAPI(t, browser, "/api/whoami", "Bearer "+tokenPlaceholder)
 	wantAnswer(t, "/api/whoami with the placeholder", got, map[string]any{
 		"valid": true, "sub": devop.DemoSubject, "email": devop.DemoEmail, "path": "/api/whoami",
-		"forwarded_email": devop.DemoEmail, "id_token_forwarded": true,
+		"bearer":          map[string]any{"placeholder": false, "format": "opaque"},
+		"forwarded_email": devop.DemoEmail, "id_token_forwarded": true, "id_token_sub": devop.DemoSubject,
 	})
 
 	// Way 2: no header from the app; the Caddyfile's request_header adds
@@ -122,14 +123,15 @@ func TestDemo(t *testing.T) {
 	got = callAPI(t, browser, "/admin-api/whoami", "")
 	wantAnswer(t, "/admin-api/whoami without a header", got, map[string]any{
 		"valid": true, "sub": devop.DemoSubject, "email": devop.DemoEmail, "path": "/whoami",
-		"forwarded_email": devop.DemoEmail, "id_token_forwarded": true,
+		"bearer":          map[string]any{"placeholder": false, "format": "opaque"},
+		"forwarded_email": devop.DemoEmail, "id_token_forwarded": true, "id_token_sub": devop.DemoSubject,
 	})
 
 	// Without the placeholder nothing is injected, and the API says so.
 	got = callAPI(t, browser, "/api/whoami", "")
 	wantAnswer(t, "/api/whoami without a header", got, map[string]any{
 		"valid": false, "error": "no bearer token", "path": "/api/whoami",
-		"forwarded_email": devop.DemoEmail, "id_token_forwarded": true,
+		"forwarded_email": devop.DemoEmail, "id_token_forwarded": true, "id_token_sub": devop.DemoSubject,
 	})
 
 	// Areas gated on the groups claim: the demo user is in reporting, not
@@ -141,6 +143,7 @@ func TestDemo(t *testing.T) {
 	got = callAPI(t, browser, "/reports-api/whoami", "")
 	wantAnswer(t, "/reports-api/whoami as a member of reporting", got, map[string]any{
 		"valid": true, "sub": devop.DemoSubject, "email": devop.DemoEmail, "path": "/whoami",
+		"bearer":          map[string]any{"placeholder": false, "format": "opaque"},
 		"forwarded_email": devop.DemoEmail, "id_token_forwarded": false,
 	})
 
@@ -152,11 +155,13 @@ func TestDemo(t *testing.T) {
 	got = callAPI(t, apiClient, "/api/whoami", "Bearer "+token)
 	wantAnswer(t, "/api/whoami with the client's own token", got, map[string]any{
 		"valid": true, "sub": devop.DemoSubject, "email": devop.DemoEmail, "path": "/api/whoami",
+		"bearer":             map[string]any{"placeholder": false, "format": "opaque"},
 		"id_token_forwarded": false,
 	})
 	got = callAPI(t, apiClient, "/reports-api/whoami", "Bearer "+token)
 	wantAnswer(t, "/reports-api/whoami with the client's own token", got, map[string]any{
 		"valid": true, "sub": devop.DemoSubject, "email": devop.DemoEmail, "path": "/whoami",
+		"bearer":             map[string]any{"placeholder": false, "format": "opaque"},
 		"id_token_forwarded": false,
 	})
 	req, _ := http.NewRequest(http.MethodGet, siteURL+"/api/whoami", nil)
@@ -259,22 +264,60 @@ func callAPI(t *testing.T, b browser, path, authorization string) apiAnswer {
 	return ans
 }
 
-// wantAnswer checks that the API's answer is exactly want: the verdict and
-// the user's identity, nothing else. Since every field is accounted for,
-// the access token (which the test never learns) cannot be in it; the
-// checks for token-like text below make the intent explicit.
+// wantAnswer checks that the API's answer is exactly want: the verdict, the
+// user's identity and the shape of the token, nothing else, plus the names
+// of the headers it received. Since every field is accounted for, the
+// access token (which the test never learns) cannot be in it; the checks
+// for token-like text below make the intent explicit. In want, a nested
+// object lists the fields to compare; "bearer" also needs a length.
 func wantAnswer(t *testing.T, what string, got apiAnswer, want map[string]any) {
 	t.Helper()
-	if len(got.body) > 512 {
+	if len(got.body) > 1024 {
 		t.Errorf("%s: answer is %d bytes, want a small JSON object:\n%s", what, len(got.body), got.body)
 	}
 	for k, v := range want {
-		if got.json[k] != v {
-			t.Errorf("%s: %s = %v, want %v\n%s", what, k, got.json[k], v, got.body)
+		wantFields, nested := v.(map[string]any)
+		if !nested {
+			if got.json[k] != v {
+				t.Errorf("%s: %s = %v, want %v\n%s", what, k, got.json[k], v, got.body)
+			}
+			continue
+		}
+		gotFields, _ := got.json[k].(map[string]any)
+		for f, fv := range wantFields {
+			if gotFields[f] != fv {
+				t.Errorf("%s: %s.%s = %v, want %v\n%s", what, k, f, gotFields[f], fv, got.body)
+			}
+		}
+	}
+	if _, ok := want["bearer"]; ok {
+		if n, _ := got.json["bearer"].(map[string]any)["length"].(float64); n < 16 {
+			t.Errorf("%s: bearer.length = %v, want a token's\n%s", what, n, got.body)
+		}
+	}
+	headers := map[string]bool{}
+	list, _ := got.json["headers"].([]any)
+	for _, h := range list {
+		name, _ := h.(string)
+		headers[name] = true
+	}
+	var wantHeaders []string
+	if _, ok := want["forwarded_email"]; ok {
+		wantHeaders = append(wantHeaders, "X-User-Email")
+	}
+	if want["id_token_forwarded"] == true {
+		wantHeaders = append(wantHeaders, "X-Id-Token")
+	}
+	if _, ok := want["bearer"]; ok {
+		wantHeaders = append(wantHeaders, "Authorization")
+	}
+	for _, h := range wantHeaders {
+		if !headers[h] {
+			t.Errorf("%s: headers lacks %s\n%s", what, h, got.body)
 		}
 	}
 	for k := range got.json {
-		if _, ok := want[k]; !ok {
+		if _, ok := want[k]; !ok && k != "headers" {
 			t.Errorf("%s: unexpected field %q in the answer:\n%s", what, k, got.body)
 		}
 	}

@@ -10,10 +10,23 @@ import (
 
 // ruleClaims are a session's claims as the rules and the oidc_claim
 // matcher read them: the ID token's, then userinfo's.
-func (s *Session) ruleClaims() rules.Claims { return rules.FromMaps(s.claims, s.userinfo) }
+// With several providers they also know the session's provider.
+func (s *Session) ruleClaims() rules.Claims {
+	c := rules.FromMaps(s.claims, s.userinfo)
+	if s.provider != nil && s.provider.name != "" {
+		c = rules.WithProvider(c, s.provider.name)
+	}
+	return c
+}
 
 // ruleClaims are a bearer token's claims (or its introspection answer's).
-func (id *bearerIdentity) ruleClaims() rules.Claims { return rules.FromMaps(id.claims) }
+func (id *bearerIdentity) ruleClaims() rules.Claims {
+	c := rules.FromMaps(id.claims)
+	if id.provider != nil && id.provider.name != "" {
+		c = rules.WithProvider(c, id.provider.name)
+	}
+	return c
+}
 
 // accessDenied answers a signed-in user (or bearer token) the rules refuse:
 // 403, a page for navigations and a small JSON for API calls, naming no

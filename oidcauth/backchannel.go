@@ -1,8 +1,6 @@
 package oidcauth
 
 import (
-	"crypto/sha256"
-	"encoding/base64"
 	"net/http"
 	"time"
 
@@ -38,7 +36,16 @@ func (h *Handler) serveBackchannelLogout(w http.ResponseWriter, r *http.Request)
 		writeJSON(w, http.StatusBadRequest, map[string]string{"error": "invalid_request", "error_description": "no logout_token"})
 		return nil
 	}
-	st, err := h.op.Get(r.Context())
+	// With several providers, the token's unverified iss only says which
+	// provider's keys are to verify it; the verification checks iss again.
+	p := h.defaultProvider()
+	if h.several() {
+		var ok bool
+		if p, ok = h.providerOfIssuer(unverifiedIssuer(raw)); !ok {
+			return h.refuseLogoutToken(w, errString("the logout token is of no configured provider (iss)"))
+		}
+	}
+	st, err := p.op.Get(r.Context())
 	if err != nil {
 		h.logger.Warn("back-channel logout while the provider is unavailable", zap.Error(err))
 		writeJSON(w, http.StatusServiceUnavailable, map[string]string{"error": "temporarily_unavailable"})
@@ -50,7 +57,7 @@ func (h *Handler) serveBackchannelLogout(w http.ResponseWriter, r *http.Request)
 	}
 	// A logout token is used once: a replay, which could end sessions
 	// signed in after the first, is refused.
-	fresh, err := h.revocations.Remember(r.Context(), "jti:"+h.indexKey(lt.TokenID), lt.RememberUntil)
+	fresh, err := h.backend.Remember(r.Context(), "jti:"+p.indexKey(lt.TokenID), lt.RememberUntil)
 	if err != nil {
 		h.logger.Error("back-channel logout", zap.Error(err))
 		writeJSON(w, http.StatusServiceUnavailable, map[string]string{"error": "temporarily_unavailable"})
@@ -60,12 +67,13 @@ func (h *Handler) serveBackchannelLogout(w http.ResponseWriter, r *http.Request)
 		return h.refuseLogoutToken(w, errString("the logout token was used before (jti)"))
 	}
 
-	if err := h.endProviderSessions(r, lt.Subject, lt.SessionID); err != nil {
+	if err := h.endProviderSessions(r, p, lt.Subject, lt.SessionID); err != nil {
 		h.logger.Error("back-channel logout", zap.Error(err))
 		writeJSON(w, http.StatusServiceUnavailable, map[string]string{"error": "temporarily_unavailable"})
 		return nil
 	}
 	h.logger.Info("back-channel logout", zap.String("sub", lt.Subject), zap.String("sid", lt.SessionID))
+	h.loggedOut(p, logoutBackchannel, lt.Subject, lt.SessionID)
 	w.WriteHeader(http.StatusOK)
 	return nil
 }
@@ -76,25 +84,6 @@ func (h *Handler) refuseLogoutToken(w http.ResponseWriter, err error) error {
 	h.logger.Info("back-channel logout token refused", zap.String("reason", err.Error()))
 	writeJSON(w, http.StatusBadRequest, map[string]string{"error": "invalid_request", "error_description": "the logout token is not valid"})
 	return nil
-}
-
-// indexKey stands for a subject or provider session ID in the session
-// store's indexes and revocation lists, so that Redis key names do not
-// carry user identifiers in clear. It is salted with the issuer and client,
-// not keyed with the session keys, so that rotating keys does not break
-// back-channel logout of existing sessions.
-func (h *Handler) indexKey(v string) string {
-	if v == "" {
-		return ""
-	}
-	sum := sha256.Sum256([]byte(h.op.Issuer() + "\x00" + h.op.ClientID() + "\x00" + v))
-	return base64.RawURLEncoding.EncodeToString(sum[:18])
-}
-
-// withIndexKeys sets s's index keys; s must not be shared yet.
-func (h *Handler) withIndexKeys(s *Session) *Session {
-	s.subjectKey, s.sidKey, s.signInKey = h.indexKey(s.subject), h.indexKey(s.sid), h.indexKey(s.signInID)
-	return s
 }
 
 // revocationLifetime is how long a revocation of sessions that exist now

@@ -26,8 +26,8 @@ func FuzzLogoutToken(f *testing.F) {
 		f.Fatal(err)
 	}
 	f.Cleanup(p.Close)
-	h := newTestHandler(f, &Handler{Issuer: p.Issuer()})
-	if _, err := h.op.Get(context.Background()); err != nil {
+	h := newTestHandler(f, &Handler{ProviderConfig: ProviderConfig{Issuer: p.Issuer()}})
+	if _, err := h.defaultProvider().op.Get(context.Background()); err != nil {
 		f.Fatal(err)
 	}
 	logout := func(method, body string) *httptest.ResponseRecorder {

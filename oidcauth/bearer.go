@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"net/http"
+	"slices"
 	"strings"
 	"sync"
 	"time"
@@ -12,6 +13,7 @@ import (
 	"github.com/caddyserver/caddy/v2"
 	"go.uber.org/zap"
 
+	"github.com/oidcgate/caddy-oidc/internal/metrics"
 	"github.com/oidcgate/caddy-oidc/internal/provider"
 	"github.com/oidcgate/caddy-oidc/internal/verify"
 )
@@ -82,11 +84,22 @@ func (b *BearerConfig) provision() {
 }
 
 func (b *BearerConfig) validate(h *Handler) error {
-	if b.Introspect && h.ClientSecret == "" && h.ClientKey == "" && h.ClientKeyFile == "" {
+	if b.Introspect {
 		// RFC 7662 2.1: the introspection endpoint answers only an
 		// authenticated caller; without credentials every opaque token
 		// would be answered 503.
-		return errors.New("bearer: introspect needs the client's credentials (client_secret or client_key)")
+		configs := map[string]*ProviderConfig{"": &h.ProviderConfig}
+		if len(h.Providers) > 0 {
+			configs = make(map[string]*ProviderConfig, len(h.Providers))
+			for _, np := range h.Providers {
+				configs[" (provider "+np.Name+")"] = &np.ProviderConfig
+			}
+		}
+		for in, c := range configs {
+			if c.ClientSecret == "" && c.ClientKey == "" && c.ClientKeyFile == "" {
+				return errors.New("bearer: introspect needs the client's credentials (client_secret or client_key)" + in)
+			}
+		}
 	}
 	if len(b.Audience) == 0 && !b.Introspect {
 		return errors.New("bearer: name the audience of JWT access tokens, or introspect")
@@ -106,6 +119,7 @@ func (b *BearerConfig) validate(h *Handler) error {
 // bearerIdentity is who a bearer token says the caller is.
 type bearerIdentity struct {
 	token      string
+	provider   *oidcProvider
 	subject    string
 	claims     map[string]any
 	claimsJSON []byte
@@ -175,18 +189,27 @@ func (e errBearerRefused) Error() string { return e.reason }
 // keys and the configured rules, anything else, with introspection, at the
 // provider.
 func (h *Handler) authenticateBearer(r *http.Request, token string) (*bearerIdentity, error) {
-	st, err := h.op.Get(r.Context())
-	if err != nil {
-		return nil, err
-	}
 	b := h.Bearer
 	if strings.Count(token, ".") == 2 && len(b.Audience) > 0 {
-		return h.verifyJWT(r, st, token)
+		// The token's unverified iss says whose keys are to verify it;
+		// the verification checks iss again.
+		p := h.defaultProvider() // with one, its verification names the fault
+		if h.several() {
+			var ok bool
+			if p, ok = h.providerOfIssuer(unverifiedIssuer(token)); !ok {
+				return nil, errBearerRefused{"the token is of no configured provider"}
+			}
+		}
+		st, err := p.op.Get(r.Context())
+		if err != nil {
+			return nil, err
+		}
+		return h.verifyJWT(r, p, st, token)
 	}
 	if !b.Introspect {
 		return nil, errBearerRefused{"the token is not a JWT access token for this API"}
 	}
-	in, err := h.introspect(r, st, token)
+	p, in, err := h.introspect(r, token)
 	if err != nil {
 		return nil, err
 	}
@@ -212,11 +235,11 @@ func (h *Handler) authenticateBearer(r *http.Request, token string) (*bearerIden
 	if in.Subject == "" {
 		return nil, errBearerRefused{"the introspection answer names no subject"}
 	}
-	return &bearerIdentity{token: token, subject: in.Subject, claims: in.Claims, claimsJSON: in.ClaimsJSON}, nil
+	return &bearerIdentity{token: token, subject: in.Subject, claims: in.Claims, claimsJSON: in.ClaimsJSON, provider: p}, nil
 }
 
 // verifyJWT verifies a JWT access token and keeps it as verified.
-func (h *Handler) verifyJWT(r *http.Request, st *provider.State, token string) (*bearerIdentity, error) {
+func (h *Handler) verifyJWT(r *http.Request, p *oidcProvider, st *provider.State, token string) (*bearerIdentity, error) {
 	b := h.Bearer
 	now := h.now()
 	at, err := st.Verifier.AccessToken(r.Context(), token, verify.AccessTokenRules{
@@ -228,7 +251,7 @@ func (h *Handler) verifyJWT(r *http.Request, st *provider.State, token string) (
 		}
 		return nil, errBearerRefused{err.Error()}
 	}
-	id := &bearerIdentity{token: token, subject: at.Subject, claims: at.Claims, claimsJSON: at.ClaimsJSON}
+	id := &bearerIdentity{token: token, subject: at.Subject, claims: at.Claims, claimsJSON: at.ClaimsJSON, provider: p}
 	b.verified.put(token, verifiedToken{id: id, expiry: at.Expiry, until: now.Add(verifiedTokenTTL)}, now)
 	return id, nil
 }
@@ -286,24 +309,39 @@ func (c *verifiedCache) len() int {
 	return len(c.entries)
 }
 
-// introspect asks the provider about an opaque token, through the cache.
-func (h *Handler) introspect(r *http.Request, st *provider.State, token string) (*provider.Introspection, error) {
+// introspect asks the providers about an opaque token, through the cache:
+// in their configured order, until one says it is active.
+func (h *Handler) introspect(r *http.Request, token string) (*oidcProvider, *provider.Introspection, error) {
 	b := h.Bearer
 	key := sha256.Sum256([]byte(token))
 	now := h.now()
-	if in, ok := b.cache.get(key, now); ok {
-		return in, nil
+	if e, ok := b.cache.get(key, now); ok {
+		metrics.IntrospectionCache.WithLabelValues("hit").Inc()
+		return e.provider, e.in, nil
 	}
-	in, err := st.Introspect(r.Context(), token)
-	if err != nil {
-		return nil, err
+	metrics.IntrospectionCache.WithLabelValues("miss").Inc()
+	var (
+		p  *oidcProvider
+		in *provider.Introspection
+	)
+	for _, p = range h.providers {
+		st, err := p.op.Get(r.Context())
+		if err != nil {
+			return nil, nil, err
+		}
+		if in, err = st.Introspect(r.Context(), token); err != nil {
+			return nil, nil, err
+		}
+		if in.Active {
+			break
+		}
 	}
 	until := now.Add(time.Duration(b.IntrospectionCacheTTL))
 	if !in.Expiry.IsZero() && in.Expiry.Before(until) {
 		until = in.Expiry
 	}
-	b.cache.put(key, in, until, now)
-	return in, nil
+	b.cache.put(key, introspected{provider: p, in: in}, until, now)
+	return p, in, nil
 }
 
 // introspectionCache keeps introspection answers, by a hash of the token,
@@ -315,21 +353,22 @@ type introspectionCache struct {
 }
 
 type introspected struct {
-	in    *provider.Introspection
-	until time.Time
+	provider *oidcProvider
+	in       *provider.Introspection
+	until    time.Time
 }
 
-func (c *introspectionCache) get(key [32]byte, now time.Time) (*provider.Introspection, bool) {
+func (c *introspectionCache) get(key [32]byte, now time.Time) (introspected, bool) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	e, ok := c.entries[key]
 	if !ok || !now.Before(e.until) {
-		return nil, false
+		return introspected{}, false
 	}
-	return e.in, true
+	return e, true
 }
 
-func (c *introspectionCache) put(key [32]byte, in *provider.Introspection, until, now time.Time) {
+func (c *introspectionCache) put(key [32]byte, e introspected, until, now time.Time) {
 	if !now.Before(until) {
 		return
 	}
@@ -348,7 +387,8 @@ func (c *introspectionCache) put(key [32]byte, in *provider.Introspection, until
 			delete(c.entries, k) // an arbitrary one: a miss costs a call
 		}
 	}
-	c.entries[key] = introspected{in, until}
+	e.until = until
+	c.entries[key] = e
 }
 
 // len is the number of answers kept.
@@ -404,20 +444,30 @@ func (h *Handler) serveResourceMetadata(w http.ResponseWriter, r *http.Request) 
 		writeJSON(w, http.StatusMethodNotAllowed, map[string]string{"error": "method_not_allowed"})
 		return nil
 	}
-	issuer := h.op.Issuer()
-	if st := h.op.Current(); st != nil {
-		issuer = st.Metadata.Issuer
+	issuers := make([]string, 0, len(h.providers))
+	var algs []string
+	for _, p := range h.providers {
+		issuer := p.op.Issuer()
+		if st := p.op.Current(); st != nil {
+			issuer = st.Metadata.Issuer
+		}
+		issuers = append(issuers, issuer)
+		for _, a := range p.cfg.SigningAlgs {
+			if !slices.Contains(algs, a) {
+				algs = append(algs, a)
+			}
+		}
 	}
 	doc := map[string]any{
 		"resource":                 h.resourceIdentifier(r),
-		"authorization_servers":    []string{issuer},
+		"authorization_servers":    issuers,
 		"bearer_methods_supported": []string{"header"},
 	}
 	if len(h.Bearer.Scopes) > 0 {
 		doc["scopes_supported"] = h.Bearer.Scopes
 	}
-	if len(h.SigningAlgs) > 0 {
-		doc["resource_signing_alg_values_supported"] = h.SigningAlgs
+	if len(algs) > 0 {
+		doc["resource_signing_alg_values_supported"] = algs
 	}
 	w.Header().Set("Access-Control-Allow-Origin", "*")
 	writeJSON(w, http.StatusOK, doc)
@@ -445,9 +495,11 @@ func (h *Handler) serveBearer(w http.ResponseWriter, r *http.Request, token stri
 	switch {
 	case errors.As(err, &refused):
 		h.logger.Info("bearer token refused", zap.String("reason", refused.reason))
+		metrics.BearerTokens.WithLabelValues("refused").Inc()
 		return h.bearerChallenge(w, r, "the access token is not valid here")
 	case err != nil:
 		h.logger.Warn("bearer token could not be checked", zap.Error(err))
+		metrics.BearerTokens.WithLabelValues("unavailable").Inc()
 		w.Header().Set("Retry-After", "5")
 		writeJSON(w, http.StatusServiceUnavailable, map[string]string{
 			"error":   "temporarily_unavailable",
@@ -462,11 +514,21 @@ func (h *Handler) serveBearer(w http.ResponseWriter, r *http.Request, token stri
 // session cookie that came along stays here, as on a session's request.
 func (h *Handler) admitBearer(w http.ResponseWriter, r *http.Request, id *bearerIdentity, next func(*http.Request) error) error {
 	if d := h.rules.Decide(id.ruleClaims()); !d.Allowed {
+		bearerDenied.Inc()
+		h.emit(eventAccessDenied, id.provider, id.subject, "", d.Rule)
 		return h.accessDenied(w, r, id.subject, d.Rule)
 	}
+	bearerAccepted.Inc()
 	if _, ok := r.Header["Cookie"]; ok {
 		rc := h.requestCookies(r)
 		h.stripOwnCookies(r, &rc)
 	}
 	return next(attachBearer(r, id))
 }
+
+// The counters of bearer requests let in or refused by the rules, looked
+// up once: they are counted on every bearer request.
+var (
+	bearerAccepted = metrics.BearerTokens.WithLabelValues("accepted")
+	bearerDenied   = metrics.BearerTokens.WithLabelValues("denied")
+)

@@ -19,7 +19,7 @@ import (
 // site's own origin), and none fails with a server error.
 func FuzzCallback(f *testing.F) {
 	h := newTestHandler(f, &Handler{})
-	if _, err := h.op.Get(context.Background()); err != nil {
+	if _, err := h.defaultProvider().op.Get(context.Background()); err != nil {
 		f.Fatal(err)
 	}
 	callback := func(tb testing.TB, query, cookie string, asJSON bool) (*httptest.ResponseRecorder, error) {

@@ -39,7 +39,7 @@ func TestClientAuthReadsKeyFromEnvAndFile(t *testing.T) {
 		t.Fatal(err)
 	}
 	repl := caddy.NewReplacer()
-	for name, h := range map[string]*Handler{
+	for name, h := range map[string]*ProviderConfig{
 		"client_key {env.*}":       {ClientKey: "{env.CADDY_OIDC_TEST_CLIENT_KEY}", ClientKeyID: "k1"},
 		"client_key {file.*}":      {ClientKey: "{file." + file + "}", ClientKeyID: "k1"},
 		"client_key_file":          {ClientKeyFile: file, ClientKeyID: "k1"},
@@ -47,7 +47,7 @@ func TestClientAuthReadsKeyFromEnvAndFile(t *testing.T) {
 	} {
 		t.Run(name, func(t *testing.T) {
 			t.Setenv("CADDY_OIDC_TEST_KEY_DIR", filepath.Dir(file))
-			auth, err := h.clientAuth(repl, "")
+			auth, err := clientAuthOf(*h, repl, "")
 			if err != nil {
 				t.Fatal(err)
 			}
@@ -62,19 +62,19 @@ func TestClientAuthRefusesWhatItCannotUse(t *testing.T) {
 	keyPEM, _ := ecKeyPEM(t)
 	repl := caddy.NewReplacer()
 	for _, c := range []struct {
-		h      Handler
+		h      ProviderConfig
 		secret string
 		want   string
 	}{
-		{Handler{ClientKey: keyPEM, ClientKeyFile: "/x.pem"}, "", "give one"},
-		{Handler{ClientKeyFile: "/nonexistent/key.pem"}, "", "client_key_file"},
-		{Handler{ClientKey: "not a key"}, "", "no PEM private key"},
-		{Handler{ClientKey: "{env.CADDY_OIDC_TEST_UNSET_KEY}"}, "", "client_key: evaluated placeholder {env.CADDY_OIDC_TEST_UNSET_KEY} is empty"},
-		{Handler{ClientAuth: provider.PrivateKeyJWT}, "secret", "needs a private key"},
-		{Handler{ClientAuth: provider.ClientSecretJWT}, "short", "at least 32 bytes"},
-		{Handler{ClientAuth: provider.ClientSecretPost}, "", "needs a client secret"},
+		{ProviderConfig{ClientKey: keyPEM, ClientKeyFile: "/x.pem"}, "", "give one"},
+		{ProviderConfig{ClientKeyFile: "/nonexistent/key.pem"}, "", "client_key_file"},
+		{ProviderConfig{ClientKey: "not a key"}, "", "no PEM private key"},
+		{ProviderConfig{ClientKey: "{env.CADDY_OIDC_TEST_UNSET_KEY}"}, "", "client_key: evaluated placeholder {env.CADDY_OIDC_TEST_UNSET_KEY} is empty"},
+		{ProviderConfig{ClientAuth: provider.PrivateKeyJWT}, "secret", "needs a private key"},
+		{ProviderConfig{ClientAuth: provider.ClientSecretJWT}, "short", "at least 32 bytes"},
+		{ProviderConfig{ClientAuth: provider.ClientSecretPost}, "", "needs a client secret"},
 	} {
-		_, err := c.h.clientAuth(repl, c.secret)
+		_, err := clientAuthOf(c.h, repl, c.secret)
 		if err == nil || !strings.Contains(err.Error(), c.want) {
 			t.Errorf("%v, want an error saying %q", err, c.want)
 		}
@@ -89,7 +89,7 @@ func TestValidateClientAssertionAudience(t *testing.T) {
 		"token_endpoint":                    false,
 		"/token":                            false,
 	} {
-		h := Handler{Issuer: "http://127.0.0.1:1", ClientID: "c", ClientAssertionAudience: aud, SessionKeys: []string{testKey()}}
+		h := Handler{ProviderConfig: ProviderConfig{Issuer: "http://127.0.0.1:1", ClientID: "c", ClientAssertionAudience: aud}, SessionKeys: []string{testKey()}}
 		h.storage = &certmagic.FileStorage{Path: t.TempDir()}
 		ctx, cancel := caddy.NewContext(caddy.Context{Context: t.Context()})
 		err := h.provision(ctx, zap.NewNop())

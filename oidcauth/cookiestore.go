@@ -76,8 +76,9 @@ func (cs *cookieStore) Load(r *http.Request, sc sessionCookie) (*Session, error)
 	if err != nil {
 		return nil, nil
 	}
-	s.owner = cs.owner
-	cs.owner.withIndexKeys(s)
+	if err := cs.owner.adopt(s); err != nil {
+		return nil, nil
+	}
 	cs.cache.put(first, chunks[1:], s)
 	return cs.unlessRevoked(r, s)
 }

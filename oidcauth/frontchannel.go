@@ -18,6 +18,13 @@ import (
 // SameSite=Lax cookies to a cross-site iframe. A request without iss and
 // sid ends the session whose cookie it carries, if it carries one.
 //
+// A sid without iss is taken as the provider's (Microsoft Entra ID sends
+// sid alone). The specification wants iss so that a relying party of
+// several providers can tell whose sid it is; without it, with several,
+// the sid ends the sessions of that sid at each of them: sids are the
+// providers' own unguessable identifiers, looked up under each one's
+// issuer and client. An iss without sid is refused.
+//
 // The answer is a small page that may be framed (it is meant to be), and is
 // never cached.
 func (h *Handler) serveFrontchannelLogout(w http.ResponseWriter, r *http.Request) error {
@@ -43,39 +50,42 @@ func (h *Handler) serveFrontchannelLogout(w http.ResponseWriter, r *http.Request
 				return h.frontchannelPage(w, http.StatusServiceUnavailable)
 			}
 			h.logger.Info("front-channel logout", zap.String("sub", s.subject))
+			h.loggedOut(s.provider, logoutFrontchannel, s.subject, s.sid)
 		}
 		return h.frontchannelPage(w, http.StatusOK)
-	case iss == "" || sid == "":
-		h.logger.Info("front-channel logout refused: iss and sid go together")
+	case sid == "":
+		h.logger.Info("front-channel logout refused: an iss without a sid")
 		return h.frontchannelPage(w, http.StatusBadRequest)
 	}
-	if !h.issuerMatches(iss) {
-		h.logger.Info("front-channel logout refused: another issuer", zap.String("iss", truncate(iss, 200)))
-		return h.frontchannelPage(w, http.StatusBadRequest)
+	// The providers whose sid this may be: the one iss names, or, without
+	// iss, every one.
+	providers := h.providers
+	if iss != "" {
+		p, ok := h.providerOfIssuer(iss)
+		if !ok {
+			h.logger.Info("front-channel logout refused: another issuer", zap.String("iss", truncate(iss, 200)))
+			return h.frontchannelPage(w, http.StatusBadRequest)
+		}
+		providers = []*oidcProvider{p}
 	}
-	if err := h.endProviderSessions(r, "", sid); err != nil {
-		h.logger.Error("front-channel logout", zap.Error(err))
-		return h.frontchannelPage(w, http.StatusServiceUnavailable)
+	for _, p := range providers {
+		if err := h.endProviderSessions(r, p, "", sid); err != nil {
+			h.logger.Error("front-channel logout", zap.Error(err))
+			return h.frontchannelPage(w, http.StatusServiceUnavailable)
+		}
 	}
 	h.logger.Info("front-channel logout", zap.String("sid", sid))
+	for _, p := range providers {
+		h.loggedOut(p, logoutFrontchannel, "", sid)
+	}
 	return h.frontchannelPage(w, http.StatusOK)
 }
 
-// issuerMatches reports whether iss is the provider's issuer (for a
-// multi-tenant provider, its issuer with an admitted tenant).
-func (h *Handler) issuerMatches(iss string) bool {
-	if iss == h.op.Issuer() {
-		return true
-	}
-	st := h.op.Current()
-	return st != nil && st.Verifier.IssuerOfTenant(iss)
-}
-
-// endProviderSessions ends every session of the user sub (sid == "") or of
-// the provider session sid: server-side sessions are deleted, cookie
+// endProviderSessions ends every session of provider p's user sub (sid ==
+// "") or provider session sid: server-side sessions are deleted, cookie
 // sessions revoked until they would have expired anyway.
-func (h *Handler) endProviderSessions(r *http.Request, sub, sid string) error {
-	subKey, sidKey := h.indexKey(sub), h.indexKey(sid)
+func (h *Handler) endProviderSessions(r *http.Request, p *oidcProvider, sub, sid string) error {
+	subKey, sidKey := p.indexKey(sub), p.indexKey(sid)
 	switch store := h.store.(type) {
 	case *serverStore:
 		_, err := store.endSessions(r.Context(), subKey, sidKey)

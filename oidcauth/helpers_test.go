@@ -58,7 +58,7 @@ func newTestHandler(tb testing.TB, h *Handler) *Handler {
 	// Discovery runs in the background and reads the handler's clock.
 	// Discovering here, serialized with it, means that a reachable
 	// provider's is over before a test sets h.now.
-	_, _ = h.op.Get(ctx)
+	_, _ = h.defaultProvider().op.Get(ctx)
 	return h
 }
 
@@ -116,6 +116,9 @@ func signedInRequest(tb testing.TB, h *Handler, s *Session) *http.Request {
 	tb.Helper()
 	setup := httptest.NewRequest(http.MethodGet, "http://example.com/", nil)
 	rec := httptest.NewRecorder()
+	if s.provider == nil {
+		s.owner, s.provider = h, h.defaultProvider()
+	}
 	if err := h.store.Save(rec, setup, s); err != nil {
 		tb.Fatal(err)
 	}

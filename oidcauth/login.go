@@ -11,6 +11,8 @@ import (
 	"time"
 
 	"github.com/caddyserver/caddy/v2/modules/caddyhttp"
+
+	"github.com/oidcgate/caddy-oidc/internal/metrics"
 	"go.uber.org/zap"
 	"golang.org/x/oauth2"
 )
@@ -36,10 +38,12 @@ type loginState struct {
 	Verifier string `json:"v"`
 	Redirect string `json:"rd"`
 	Created  int64  `json:"t"`
+	// Provider names the provider signed in with, when there are several.
+	Provider string `json:"p,omitempty"`
 }
 
 func (h *Handler) loginAAD() []byte {
-	return []byte("oidc_auth login\x00" + h.op.Issuer() + "\x00" + h.op.ClientID())
+	return []byte("oidc_auth login\x00" + h.scope)
 }
 
 func (h *Handler) loginCookieName(r *http.Request, state string) string {
@@ -52,13 +56,38 @@ func (h *Handler) serveLogin(w http.ResponseWriter, r *http.Request) error {
 		w.Header().Set("Allow", "GET, HEAD")
 		return h.errorPage(w, r, http.StatusMethodNotAllowed, "Method not allowed", "Start a sign-in with a GET request.", false)
 	}
-	return h.startLogin(w, r, safeRedirect(r.URL.Query().Get("rd")))
+	q := r.URL.Query()
+	rd := safeRedirect(q.Get("rd"))
+	if !h.several() {
+		return h.startLogin(w, r, h.defaultProvider(), rd)
+	}
+	name := q.Get("provider")
+	if name == "" {
+		return h.chooseProvider(w, r, rd, http.StatusOK)
+	}
+	p, ok := h.providerByName[name]
+	if !ok {
+		return h.chooseProvider(w, r, rd, http.StatusBadRequest)
+	}
+	return h.startLogin(w, r, p, rd)
 }
 
-// startLogin sends the browser to the provider's authorization endpoint with
-// a fresh state, nonce and PKCE verifier, remembered in a login-state cookie.
-func (h *Handler) startLogin(w http.ResponseWriter, r *http.Request, rd string) error {
-	st, err := h.op.Get(r.Context())
+// signIn sends an unauthenticated navigation to sign in: to the provider,
+// or, with several, to the login path's page that lets the user choose
+// one (a redirect, so that the page is never taken for the one asked for).
+func (h *Handler) signIn(w http.ResponseWriter, r *http.Request, rd string) error {
+	if h.several() {
+		w.Header().Set("Cache-Control", "no-store")
+		http.Redirect(w, r, h.LoginPath+"?rd="+url.QueryEscape(rd), http.StatusFound)
+		return nil
+	}
+	return h.startLogin(w, r, h.defaultProvider(), rd)
+}
+
+// startLogin sends the browser to p's authorization endpoint with a fresh
+// state, nonce and PKCE verifier, remembered in a login-state cookie.
+func (h *Handler) startLogin(w http.ResponseWriter, r *http.Request, p *oidcProvider, rd string) error {
+	st, err := p.op.Get(r.Context())
 	if err != nil {
 		return h.providerUnavailable(w, r, err)
 	}
@@ -68,6 +97,7 @@ func (h *Handler) startLogin(w http.ResponseWriter, r *http.Request, rd string) 
 		Verifier: oauth2.GenerateVerifier(),
 		Redirect: rd,
 		Created:  h.now().Unix(),
+		Provider: p.name,
 	}
 	plain, err := json.Marshal(ls)
 	if err != nil {
@@ -77,7 +107,8 @@ func (h *Handler) startLogin(w http.ResponseWriter, r *http.Request, rd string) 
 	http.SetCookie(w, h.loginCookies.cookie(r, h.loginCookieName(r, ls.State), h.keys.sealString(plain, h.loginAAD()), loginStateTTL))
 
 	w.Header().Set("Cache-Control", "no-store")
-	http.Redirect(w, r, st.AuthCodeURL(h.redirectURI(r), ls.State, ls.Nonce, ls.Verifier, h.AuthParams), http.StatusFound)
+	metrics.SignInsStarted.WithLabelValues(p.metricName()).Inc()
+	http.Redirect(w, r, st.AuthCodeURL(h.redirectURI(r), ls.State, ls.Nonce, ls.Verifier, p.cfg.AuthParams), http.StatusFound)
 	return nil
 }
 
@@ -171,7 +202,7 @@ func (h *Handler) wantsRedirect(r *http.Request) bool {
 func (h *Handler) unauthenticated(w http.ResponseWriter, r *http.Request) error {
 	rd := originalRequestURI(r)
 	if h.wantsRedirect(r) {
-		return h.startLogin(w, r, rd)
+		return h.signIn(w, r, rd)
 	}
 	if h.Bearer != nil {
 		// An API that takes bearer tokens says how to get one (RFC 6750

@@ -8,6 +8,8 @@ import (
 	"time"
 
 	"go.uber.org/zap"
+
+	"github.com/oidcgate/caddy-oidc/internal/provider"
 )
 
 // serveLogout ends the local session and, when the provider supports
@@ -59,14 +61,18 @@ func (h *Handler) serveLogout(w http.ResponseWriter, r *http.Request) error {
 	w.Header().Set("Cache-Control", "no-store")
 	if s != nil {
 		h.logger.Info("signed out", zap.String("sub", s.subject))
+		h.loggedOut(s.provider, logoutUser, s.subject, s.sid)
 	}
 
-	st := h.op.Current()
-	if s == nil || st == nil || st.Metadata.EndSessionEndpoint == "" {
+	var st *provider.State
+	if s != nil {
+		st = s.provider.op.Current()
+	}
+	if st == nil || st.Metadata.EndSessionEndpoint == "" {
 		http.Redirect(w, r, rd, http.StatusSeeOther)
 		return nil
 	}
-	postLogout := h.PostLogoutRedirect
+	postLogout := s.provider.cfg.PostLogoutRedirect
 	if postLogout == "" {
 		postLogout = requestOrigin(r) + h.LogoutPath
 	}
@@ -75,7 +81,7 @@ func (h *Handler) serveLogout(w http.ResponseWriter, r *http.Request) error {
 	form := url.Values{
 		"id_token_hint":            {s.rawIDToken},
 		"post_logout_redirect_uri": {postLogout},
-		"client_id":                {h.op.ClientID()},
+		"client_id":                {s.provider.op.ClientID()},
 		"state":                    {state},
 	}
 	return writeAutoPost(w, st.Metadata.EndSessionEndpoint, form)
@@ -97,7 +103,7 @@ func (h *Handler) logoutCookieName(r *http.Request) string {
 }
 
 func (h *Handler) logoutAAD() []byte {
-	return []byte("oidc_auth logout\x00" + h.op.Issuer() + "\x00" + h.op.ClientID())
+	return []byte("oidc_auth logout\x00" + h.scope)
 }
 
 func (h *Handler) rememberLogout(w http.ResponseWriter, r *http.Request, ls logoutState) {

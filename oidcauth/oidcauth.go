@@ -8,20 +8,18 @@ import (
 	"fmt"
 	"net/http"
 	"net/url"
-	"slices"
 	"strings"
 	"time"
 
 	"github.com/caddyserver/caddy/v2"
+	"github.com/caddyserver/caddy/v2/modules/caddyevents"
 	"github.com/caddyserver/caddy/v2/modules/caddyhttp"
 	"github.com/caddyserver/certmagic"
 	"go.uber.org/zap"
 
 	"github.com/oidcgate/caddy-oidc/internal/origin"
-	"github.com/oidcgate/caddy-oidc/internal/provider"
 	"github.com/oidcgate/caddy-oidc/internal/rules"
 	"github.com/oidcgate/caddy-oidc/internal/sessionstore"
-	"github.com/oidcgate/caddy-oidc/internal/verify"
 )
 
 func init() {
@@ -43,6 +41,7 @@ func init() {
 // | `/oauth2/backchannel-logout` | OpenID Connect Back-Channel Logout |
 // | `/oauth2/frontchannel-logout` | OpenID Connect Front-Channel Logout |
 // | `/oauth2/userinfo` | JSON for the browser app: `sub`, `idToken` (claims), `rawIdToken`, `userinfo` (claims) |
+// | `/oauth2/health` | 200 or 503 with a small JSON report: providers and session store ready |
 //
 // For a signed-in request it sets these placeholders:
 //
@@ -50,6 +49,7 @@ func init() {
 // |---|---|
 // | `{http.auth.user.id}` | the ID token's `sub` claim |
 // | `{http.auth.user.<claim>}` | each top-level string, number or boolean claim of the ID token, then of userinfo |
+// | `{http.auth.user.provider}` | the provider's name, when several are configured |
 // | `{oidc.user.id_token}` | the ID token's claims as a JSON object |
 // | `{oidc.user.id_token.<path>}` | one claim; dotted paths reach into nested objects; arrays are joined with `,` |
 // | `{oidc.user.raw_id_token}` | the compact ID token (JWT) |
@@ -63,34 +63,21 @@ func init() {
 // Other modules read the session with SessionFromRequest. The access and
 // refresh tokens are never exposed as placeholders.
 type Handler struct {
-	// Issuer is the provider's issuer URL, exactly as in its discovery
-	// document. Required.
-	Issuer string `json:"issuer,omitempty"`
+	// The provider, in the single-provider form.
+	ProviderConfig
 
-	// ClientID is the client (application) ID registered at the provider.
-	// Required.
-	ClientID string `json:"client_id,omitempty"`
-
-	// ClientSecret is the client secret. It may be a placeholder such as
-	// `{env.OIDC_CLIENT_SECRET}` or `{file./run/secrets/oidc}`, resolved when
-	// the module is provisioned. Leave empty for a public client (PKCE only).
-	ClientSecret string `json:"client_secret,omitempty"`
-
-	// Scopes to request. Default: `openid profile email`. `openid` is added
-	// if missing.
-	Scopes []string `json:"scopes,omitempty"`
+	// Providers are several providers to sign in with, each with a name;
+	// a sign-in starts with a page to choose one (or
+	// `/oauth2/login?provider=<name>`), and each session stays with its
+	// provider for refresh, userinfo and logout. Default: none (the
+	// single-provider form).
+	Providers []*NamedProvider `json:"providers,omitempty"`
 
 	// RedirectURL is the callback address registered at the provider: a path
 	// on the requested host, or an absolute URL (use that behind a proxy that
 	// terminates TLS). Its path is where oidc_auth serves the callback.
 	// Default: `/oauth2/callback`.
 	RedirectURL string `json:"redirect_url,omitempty"`
-
-	// AuthParams are extra authorization request parameters, such as
-	// `prompt`, `audience`, `acr_values`, `login_hint` or `hd`. Parameters
-	// that oidc_auth sets itself (state, nonce, PKCE, redirect_uri, ...) are
-	// refused. Default: none.
-	AuthParams map[string]string `json:"auth_params,omitempty"`
 
 	// LoginPath starts a sign-in explicitly; `?rd=/path` names where to go
 	// afterwards. Default: `/oauth2/login`.
@@ -116,14 +103,6 @@ type Handler struct {
 	// it in an iframe with `iss` and `sid`, and that provider session's
 	// sessions end. Default: `/oauth2/frontchannel-logout`.
 	FrontchannelLogoutPath string `json:"frontchannel_logout_path,omitempty"`
-
-	// PostLogoutRedirect is the post_logout_redirect_uri sent to the provider
-	// at logout; it must be registered there. By default the provider sends
-	// the browser back to LogoutPath on the requested host, which checks
-	// the `state` it returns and then goes on to the logout's `rd`; with
-	// another address here, the state is sent but not checked. Default:
-	// LogoutPath on the requested host.
-	PostLogoutRedirect string `json:"post_logout_redirect,omitempty"`
 
 	// CookieName is the session cookie's name; on HTTPS it gets the
 	// `__Host-` prefix (or `__Secure-` when a domain or a path other than
@@ -182,78 +161,19 @@ type Handler struct {
 	// on another origin can call the API. Default: true.
 	CORSPreflight *bool `json:"cors_preflight,omitempty"`
 
+	// HealthPath answers load balancers' health checks: 200 when every
+	// provider can be reached and its keys are loaded and the session
+	// store answers, else 503, with a small JSON report. Default:
+	// `/oauth2/health`.
+	HealthPath string `json:"health_path,omitempty"`
+
+	// HealthDetails puts the failed checks' error messages, which may
+	// name internal addresses, in the health report. Default: off (they
+	// go to the log only).
+	HealthDetails bool `json:"health_details,omitempty"`
+
 	// SessionStore says where sessions are kept. Default: encrypted cookies.
 	SessionStore *SessionStoreConfig `json:"session_store,omitempty"`
-
-	// ClientAuth is how oidc_auth authenticates at the provider's token
-	// endpoint: `client_secret_basic`, `client_secret_post`,
-	// `client_secret_jwt` (an assertion signed with the client secret, of
-	// at least 32 bytes), `private_key_jwt` (an assertion signed with
-	// ClientKey) or `none` (a public client). Default: the first of
-	// `client_secret_basic`, `client_secret_post`, `client_secret_jwt` and
-	// `private_key_jwt` that the provider's
-	// `token_endpoint_auth_methods_supported` lists (an absent list means
-	// `client_secret_basic`) and the configured secret or key allow;
-	// `none` without either.
-	ClientAuth string `json:"client_auth,omitempty"`
-
-	// ClientKey is the private key (PEM: PKCS #8, PKCS #1 or SEC 1; RSA or
-	// ECDSA) that signs private_key_jwt assertions, optionally followed by
-	// its certificate (then the assertion carries its x5t thumbprints, as
-	// Microsoft Entra ID wants). May be `{env.NAME}` or `{file./path}`.
-	// Default: none.
-	ClientKey string `json:"client_key,omitempty"`
-
-	// ClientKeyFile is a file holding ClientKey. Default: none.
-	ClientKeyFile string `json:"client_key_file,omitempty"`
-
-	// ClientKeyID is the kid of private_key_jwt assertions, as registered
-	// at the provider. Default: none (no kid header).
-	ClientKeyID string `json:"client_key_id,omitempty"`
-
-	// ClientAssertionAudience is the aud of client_secret_jwt and
-	// private_key_jwt assertions: `issuer` for the provider's issuer (as
-	// Zitadel requires), or a URL. Default: the token endpoint's URL (as
-	// OpenID Connect Core recommends, and Entra ID, Okta and Keycloak
-	// accept).
-	ClientAssertionAudience string `json:"client_assertion_audience,omitempty"`
-
-	// Userinfo says when the provider's userinfo endpoint is asked about
-	// the user: `on` (at sign-in), `refresh` (at sign-in and after every
-	// refresh) or `off`. Its claims join the ID token's in
-	// {http.auth.user.*} (the ID token wins) and are in
-	// {oidc.user.userinfo.*}; a sign-in fails if the call fails or names
-	// another subject. Without the endpoint it is skipped. Default: `on`.
-	Userinfo string `json:"userinfo,omitempty"`
-
-	// ClaimSources resolves aggregated and distributed claims (OpenID
-	// Connect Core 5.6.2) named in the ID token or userinfo: they are read
-	// from their source (a JWT the provider signed, or an endpoint called
-	// with the source's or the user's access token) and join the userinfo
-	// claims. Default: off.
-	ClaimSources bool `json:"claim_sources,omitempty"`
-
-	// Tenants admits these tenants of a multi-tenant provider, one whose
-	// discovery names an issuer with `{tenantid}` (Microsoft Entra ID's
-	// `/common/v2.0` and `/organizations/v2.0`); `*` admits every tenant.
-	// A token's `iss` must then be that issuer with the token's own `tid`.
-	// Default: none (a multi-tenant provider is refused).
-	Tenants []string `json:"tenants,omitempty"`
-
-	// AccessTokenLifetime is how long an access token is taken to be valid
-	// when the provider's token response has no `expires_in` (RFC 6749
-	// 5.1 recommends it but does not require it): token_inject refreshes
-	// it, with the refresh token, once this time is nearly up. An access
-	// token that is a JWT with an `exp` needs none. Default: none (such a
-	// token is used as long as the session lasts).
-	AccessTokenLifetime caddy.Duration `json:"access_token_lifetime,omitempty"`
-
-	// SigningAlgs are the algorithms ID tokens and logout tokens may be
-	// signed with, of RS256, RS384, RS512, PS256, PS384, PS512, ES256,
-	// ES384, ES512 and EdDSA; never `none` or HMAC. A token signed
-	// otherwise is refused. Default: `RS256`, OpenID Connect's default for
-	// a client that registered no other.
-	SigningAlgs []string `json:"signing_algs,omitempty"`
 
 	callbackPath string
 	// revocations is where logouts of cookie sessions and the logout
@@ -261,13 +181,22 @@ type Handler struct {
 	// Caddy's storage; release gives the stores back.
 	revocations sessionstore.Revocations
 	release     func()
+	// backend is revocations with its operations measured: what the
+	// handler and its session store use.
+	backend sessionstore.Revocations
 	// storage is Caddy's storage: the generated session key and the
 	// cookie store's revocation list live there. Provisioning sets it
 	// (unit tests set it beforehand).
-	storage       certmagic.Storage
-	redirectURL   *url.URL           // absolute RedirectURL, or nil for request-relative
-	op            *provider.Provider // the OpenID provider
-	rules         *rules.Set         // nil: everyone enters
+	storage     certmagic.Storage
+	redirectURL *url.URL // absolute RedirectURL, or nil for request-relative
+	// providers are the single provider, or the several in Providers'
+	// order, by name in providerByName.
+	providers      []*oidcProvider
+	providerByName map[string]*oidcProvider
+	// scope binds sealed cookies to this handler's provider (its issuer
+	// and client), or, with several, to the handler.
+	scope         string
+	rules         *rules.Set // nil: everyone enters
 	corsPreflight bool
 	store         SessionStore
 	keys          *keyRing
@@ -279,6 +208,11 @@ type Handler struct {
 	refreshes     *refreshGroup
 	logger        *zap.Logger
 	now           func() time.Time
+	// ctx is the context the handler was provisioned with, the origin of
+	// the events it emits through events (nil outside a Caddy config).
+	ctx    caddy.Context
+	events *caddyevents.App
+	health *healthCache
 }
 
 // CaddyModule returns the Caddy module information.
@@ -325,32 +259,6 @@ func (h *Handler) provision(ctx caddy.Context, logger *zap.Logger) error {
 	}
 	repl := caddy.NewReplacer()
 
-	issuer, err := repl.ReplaceOrErr(h.Issuer, true, true)
-	if err != nil {
-		return fmt.Errorf("issuer: %v", err)
-	}
-	clientID, err := repl.ReplaceOrErr(h.ClientID, true, true)
-	if err != nil {
-		return fmt.Errorf("client_id: %v", err)
-	}
-	var clientSecret string
-	if h.ClientSecret != "" {
-		// Resolved into an unexported field only: the configuration keeps
-		// the placeholder, so the secret is never echoed back by the admin
-		// API or written to a log.
-		if clientSecret, err = repl.ReplaceOrErr(h.ClientSecret, true, true); err != nil {
-			return fmt.Errorf("client_secret: %v", err)
-		}
-		clientSecret = strings.TrimSpace(clientSecret)
-	}
-
-	if len(h.Scopes) == 0 {
-		h.Scopes = defaultScopes
-	}
-	scopes := h.Scopes
-	if !slices.Contains(scopes, "openid") {
-		scopes = append([]string{"openid"}, scopes...)
-	}
 	if h.RedirectURL == "" {
 		h.RedirectURL = defaultRedirectPath
 	}
@@ -369,6 +277,9 @@ func (h *Handler) provision(ctx caddy.Context, logger *zap.Logger) error {
 	if h.FrontchannelLogoutPath == "" {
 		h.FrontchannelLogoutPath = defaultFrontchannelPath
 	}
+	if h.HealthPath == "" {
+		h.HealthPath = defaultHealthPath
+	}
 	if h.SessionStore == nil {
 		h.SessionStore = &SessionStoreConfig{}
 	}
@@ -386,9 +297,6 @@ func (h *Handler) provision(ctx caddy.Context, logger *zap.Logger) error {
 	}
 	if h.Unauthenticated == "" {
 		h.Unauthenticated = "auto"
-	}
-	if h.Userinfo == "" {
-		h.Userinfo = userinfoOn
 	}
 	h.corsPreflight = h.CORSPreflight == nil || *h.CORSPreflight
 	if len(h.Allow) > 0 || len(h.Deny) > 0 {
@@ -431,17 +339,27 @@ func (h *Handler) provision(ctx caddy.Context, logger *zap.Logger) error {
 	}
 
 	h.refreshes = new(refreshGroup)
-	aad := []byte("oidc_auth session\x00" + issuer + "\x00" + clientID)
+	if err := h.provisionProviders(repl); err != nil {
+		return err
+	}
+	aad := []byte("oidc_auth session\x00" + h.scope)
 	switch h.SessionStore.Type {
 	case "cookie", "memory", "redis":
 	default:
 		return fmt.Errorf("session_store %q: must be cookie, memory or redis", h.SessionStore.Type)
 	}
-	backend, release, err := h.openBackend(repl, "oidc_auth\x00"+issuer+"\x00"+clientID+"\x00"+h.CookieName)
+	backend, release, err := h.openBackend(repl, "oidc_auth\x00"+h.scope+"\x00"+h.CookieName)
 	if err != nil {
 		return fmt.Errorf("session_store: %v", err)
 	}
 	h.revocations, h.release = backend, release
+	h.backend = measure(backend, backendName(backend))
+	if err := registerMetrics(ctx.GetMetricsRegistry()); err != nil {
+		return fmt.Errorf("registering metrics: %v", err)
+	}
+	h.ctx = ctx
+	h.events = eventsOf(ctx)
+	h.health = new(healthCache)
 	if h.SessionStore.Type == "cookie" {
 		h.store = &cookieStore{
 			owner:       h,
@@ -451,7 +369,7 @@ func (h *Handler) provision(ctx caddy.Context, logger *zap.Logger) error {
 			lifetime:    time.Duration(h.SessionLifetime),
 			idle:        time.Duration(h.IdleTimeout),
 			cache:       newSessionCache(sessionCacheSize),
-			revocations: backend,
+			revocations: h.backend,
 		}
 	} else {
 		h.store = &serverStore{
@@ -461,33 +379,14 @@ func (h *Handler) provision(ctx caddy.Context, logger *zap.Logger) error {
 			aad:      append(aad, 0),
 			lifetime: time.Duration(h.SessionLifetime),
 			idle:     time.Duration(h.IdleTimeout),
-			backend:  backend.(sessionstore.Store),
+			backend:  h.backend.(sessionstore.Store),
 			decoded:  make(map[string]decodedRecord),
 		}
 	}
 
-	auth, err := h.clientAuth(repl, clientSecret)
-	if err != nil {
-		return err
+	for _, p := range h.providers {
+		go p.op.Run(ctx)
 	}
-	var introspectionTimeout time.Duration
-	if h.Bearer != nil {
-		introspectionTimeout = h.Bearer.introspectionTimeout
-	}
-	h.op = provider.New(provider.Config{
-		Issuer:      issuer,
-		Tenants:     h.Tenants,
-		ClientID:    clientID,
-		Auth:        auth,
-		Scopes:      scopes,
-		SigningAlgs: h.SigningAlgs,
-		HTTPClient:  &http.Client{Timeout: providerRequestTimeout},
-		Logger:      h.logger,
-
-		IntrospectionTimeout: introspectionTimeout,
-		Now:                  h.now,
-	})
-	go h.op.Run(ctx)
 	return nil
 }
 
@@ -536,11 +435,8 @@ func (h *Handler) Cleanup() error {
 
 // Validate checks the configuration.
 func (h *Handler) Validate() error {
-	if h.Issuer == "" {
-		return fmt.Errorf("issuer is required")
-	}
-	if h.ClientID == "" {
-		return fmt.Errorf("client_id is required")
+	if err := h.validateProviders(); err != nil {
+		return err
 	}
 	if h.redirectURL != nil && h.redirectURL.Scheme != "http" && h.redirectURL.Scheme != "https" {
 		return fmt.Errorf("redirect_url %q: must be a path or an http(s) URL", h.RedirectURL)
@@ -552,6 +448,7 @@ func (h *Handler) Validate() error {
 		"userinfo_path":            h.UserinfoPath,
 		"backchannel_logout_path":  h.BackchannelLogoutPath,
 		"frontchannel_logout_path": h.FrontchannelLogoutPath,
+		"health_path":              h.HealthPath,
 		"cookie_path":              h.CookiePath,
 	} {
 		if !strings.HasPrefix(p, "/") {
@@ -569,37 +466,14 @@ func (h *Handler) Validate() error {
 	if h.SessionLifetime < 0 || h.IdleTimeout < 0 {
 		return fmt.Errorf("session_lifetime and idle_timeout must not be negative")
 	}
-	for k := range h.AuthParams {
-		if slices.Contains(reservedAuthParams, k) {
-			return fmt.Errorf("auth_params: %q is set by oidc_auth and cannot be configured", k)
+	for _, name := range h.rules.Providers() {
+		if _, ok := h.providerNamed(name); !ok || name == "" {
+			return fmt.Errorf("rules: provider %q: no provider block of that name", name)
 		}
 	}
 	if h.Bearer != nil {
 		if err := h.Bearer.validate(h); err != nil {
 			return err
-		}
-	}
-	switch h.Userinfo {
-	case userinfoOn, userinfoOff, userinfoRefresh:
-	default:
-		return fmt.Errorf("userinfo %q: must be on, off or refresh", h.Userinfo)
-	}
-	if h.ClientAuth != "" && !slices.Contains(provider.Methods, h.ClientAuth) {
-		return fmt.Errorf("client_auth %q: must be one of %s", h.ClientAuth, strings.Join(provider.Methods, ", "))
-	}
-	if a := h.ClientAssertionAudience; a != "" && a != provider.AudienceIssuer {
-		if u, err := url.Parse(a); err != nil || !u.IsAbs() || u.Host == "" {
-			return fmt.Errorf("client_assertion_audience %q: must be %s or an absolute URL", a, provider.AudienceIssuer)
-		}
-	}
-	for _, t := range h.Tenants {
-		if t == "" || strings.ContainsAny(t, "/{} ") {
-			return fmt.Errorf("tenants: %q is not a tenant ID", t)
-		}
-	}
-	for _, a := range h.SigningAlgs {
-		if !slices.Contains(verify.Asymmetric, a) {
-			return fmt.Errorf("signing_algs: %q is not allowed (use one of %s)", a, strings.Join(verify.Asymmetric, ", "))
 		}
 	}
 	if strings.ContainsAny(h.CookieName, "=;, \t\r\n\"") || h.CookieName == "" {
@@ -623,6 +497,8 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request, next caddyht
 		return h.serveBackchannelLogout(w, r)
 	case h.FrontchannelLogoutPath:
 		return h.serveFrontchannelLogout(w, r)
+	case h.HealthPath:
+		return h.serveHealth(w, r)
 	}
 
 	if h.corsPreflight && r.Method == http.MethodOptions && r.Header.Get("Access-Control-Request-Method") != "" {
@@ -651,6 +527,7 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request, next caddyht
 	}
 	if h.rules != nil {
 		if d := h.rules.Decide(s.ruleClaims()); !d.Allowed {
+			h.emitSession(eventAccessDenied, s, d.Rule)
 			return h.accessDenied(w, r, s.subject, d.Rule)
 		}
 	}
@@ -679,6 +556,13 @@ func (h *Handler) session(w http.ResponseWriter, r *http.Request, rc *requestCoo
 	}
 	now := h.now()
 	if s.expired(now, time.Duration(h.SessionLifetime), time.Duration(h.IdleTimeout)) {
+		// Ended by its lifetime or idle timeout: forgotten here, so that
+		// it is counted once.
+		if err := h.store.Delete(w, r, s); err != nil {
+			h.logger.Error("deleting an expired session", zap.Error(err))
+		} else {
+			h.loggedOut(s.provider, logoutExpired, s.subject, s.sid)
+		}
 		return nil, nil
 	}
 	if h.touchInterval > 0 && now.Sub(s.lastSeen) >= h.touchInterval {

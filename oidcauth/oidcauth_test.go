@@ -163,10 +163,10 @@ func TestUserinfoServesClaimsAndRawIDTokenButNoOtherToken(t *testing.T) {
 
 func TestValidateRefusesReservedAuthParamsAndWeakAlgorithms(t *testing.T) {
 	for _, h := range []*Handler{
-		{AuthParams: map[string]string{"nonce": "fixed"}},
-		{AuthParams: map[string]string{"code_challenge_method": "plain"}},
-		{SigningAlgs: []string{"none"}},
-		{SigningAlgs: []string{"HS256"}},
+		{ProviderConfig: ProviderConfig{AuthParams: map[string]string{"nonce": "fixed"}}},
+		{ProviderConfig: ProviderConfig{AuthParams: map[string]string{"code_challenge_method": "plain"}}},
+		{ProviderConfig: ProviderConfig{SigningAlgs: []string{"none"}}},
+		{ProviderConfig: ProviderConfig{SigningAlgs: []string{"HS256"}}},
 		{Unauthenticated: "maybe"},
 		{RedirectURL: "ftp://x/cb"},
 	} {
@@ -271,7 +271,7 @@ func TestLoginStateExpiresAfterTenMinutes(t *testing.T) {
 	t.Cleanup(p.Close)
 	start := time.Now()
 	clock := newTestClock(start)
-	h := newTestHandler(t, &Handler{Issuer: p.Issuer(), ClientSecret: p.ClientSecret(), now: clock.Now})
+	h := newTestHandler(t, &Handler{ProviderConfig: ProviderConfig{Issuer: p.Issuer(), ClientSecret: p.ClientSecret()}, now: clock.Now})
 	noFollow := &http.Client{CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse }}
 	for _, c := range []struct {
 		after time.Duration
@@ -324,8 +324,8 @@ func TestAccessTokenWithoutExpiresIn(t *testing.T) {
 		{0, time.Time{}, "opaque", time.Time{}},
 		{time.Minute, time.Time{}, fakeJWT(`{"sub":"x"}`), now.Add(time.Minute)},
 	} {
-		h := &Handler{AccessTokenLifetime: caddy.Duration(c.lifetime)}
-		if got := h.accessTokenExpiry(c.said, c.token, now); !got.Equal(c.want) {
+		p := &oidcProvider{cfg: ProviderConfig{AccessTokenLifetime: caddy.Duration(c.lifetime)}}
+		if got := p.accessTokenExpiry(c.said, c.token, now); !got.Equal(c.want) {
 			t.Errorf("lifetime %s, said %v, token %.20q: %v, want %v", c.lifetime, c.said, c.token, got, c.want)
 		}
 	}

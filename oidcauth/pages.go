@@ -143,3 +143,51 @@ func writeAutoPost(w http.ResponseWriter, action string, form url.Values) error 
 		Fields []field
 	}{action, fields})
 }
+
+var chooserTemplate = template.Must(template.New("chooser").Parse(`<!doctype html>
+<html lang="en"><head><meta charset="utf-8"><meta name="viewport" content="width=device-width">
+<title>Sign in</title>
+<style>body{font:16px/1.5 system-ui,sans-serif;max-width:36em;margin:4em auto;padding:0 1em;color:#222}h1{font-size:1.4em}ul{list-style:none;padding:0}li{margin:.6em 0}a{display:inline-block;padding:.5em 1em;border:1px solid #888;border-radius:.3em;text-decoration:none;color:inherit}</style>
+</head><body>
+<h1>Sign in</h1>
+{{if .Unknown}}<p>There is no such sign-in option. Choose one of these:</p>{{else}}<p>Choose how to sign in:</p>{{end}}
+<ul>{{range .Providers}}<li><a href="{{.LoginURL}}">{{.Label}}</a></li>
+{{end}}</ul>
+</body></html>
+`))
+
+// chooserEntry is one provider on the sign-in chooser page.
+type chooserEntry struct {
+	Name     string `json:"name"`
+	Label    string `json:"label"`
+	LoginURL string `json:"login_url"`
+}
+
+// chooseProvider answers with the page that lists the providers to sign
+// in with, each a link that starts a sign-in there and returns to rd (JSON
+// for clients that ask for it). It may not be framed.
+func (h *Handler) chooseProvider(w http.ResponseWriter, r *http.Request, rd string, status int) error {
+	entries := make([]chooserEntry, 0, len(h.providers))
+	for _, p := range h.providers {
+		q := url.Values{"provider": {p.name}}
+		if rd != "/" {
+			q.Set("rd", rd)
+		}
+		entries = append(entries, chooserEntry{p.name, p.label, h.LoginPath + "?" + q.Encode()})
+	}
+	hdr := w.Header()
+	hdr.Set("Cache-Control", "no-store")
+	if prefersJSON(r) {
+		writeJSON(w, status, map[string]any{"providers": entries})
+		return nil
+	}
+	hdr.Set("Content-Type", "text/html; charset=utf-8")
+	hdr.Set("X-Content-Type-Options", "nosniff")
+	hdr.Set("X-Frame-Options", "DENY")
+	hdr.Set("Content-Security-Policy", "default-src 'none'; style-src 'unsafe-inline'; frame-ancestors 'none'")
+	w.WriteHeader(status)
+	return chooserTemplate.Execute(w, struct {
+		Providers []chooserEntry
+		Unknown   bool
+	}{entries, status != http.StatusOK})
+}

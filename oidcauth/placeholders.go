@@ -130,6 +130,9 @@ func (id *bearerIdentity) placeholder(key string) (any, bool) {
 		if name == "id" {
 			return id.subject, true
 		}
+		if name == "provider" && id.provider != nil && id.provider.name != "" {
+			return id.provider.name, true
+		}
 		return claims.Scalar(id.claims, name)
 	}
 	if strings.HasPrefix(key, placeholderPrefix) {
@@ -143,11 +146,15 @@ func (id *bearerIdentity) placeholder(key string) (any, bool) {
 }
 
 // userPlaceholder answers {http.auth.user.<name>}: the subject for "id",
+// the provider's name for "provider" when the site has several,
 // else the top-level claim if it is a string, number or boolean, from the
 // ID token or, when it has none of that name, from userinfo.
 func (s *Session) userPlaceholder(name string) (any, bool) {
 	if name == "id" {
 		return s.subject, true
+	}
+	if name == "provider" && s.provider != nil && s.provider.name != "" {
+		return s.provider.name, true
 	}
 	if _, inIDToken := s.claims[name]; inIDToken {
 		return claims.Scalar(s.claims, name)

@@ -22,20 +22,20 @@ var errProviderUnavailable = provider.ErrUnavailable
 // private_key_jwt, the key, resolving placeholders such as {env.*} and
 // {file.*}. They go into the provider's configuration only, never back
 // into the handler's, so the admin API does not echo them.
-func (h *Handler) clientAuth(repl *caddy.Replacer, secret string) (provider.ClientAuth, error) {
-	auth := provider.ClientAuth{Method: h.ClientAuth, Secret: secret, KeyID: h.ClientKeyID, AssertionAudience: h.ClientAssertionAudience}
+func clientAuthOf(cfg ProviderConfig, repl *caddy.Replacer, secret string) (provider.ClientAuth, error) {
+	auth := provider.ClientAuth{Method: cfg.ClientAuth, Secret: secret, KeyID: cfg.ClientKeyID, AssertionAudience: cfg.ClientAssertionAudience}
 	var pemText []byte
 	switch {
-	case h.ClientKey != "" && h.ClientKeyFile != "":
+	case cfg.ClientKey != "" && cfg.ClientKeyFile != "":
 		return auth, fmt.Errorf("client_key and client_key_file: give one")
-	case h.ClientKey != "":
-		v, err := repl.ReplaceOrErr(h.ClientKey, true, true)
+	case cfg.ClientKey != "":
+		v, err := repl.ReplaceOrErr(cfg.ClientKey, true, true)
 		if err != nil {
 			return auth, fmt.Errorf("client_key: %v", err)
 		}
 		pemText = []byte(strings.TrimSpace(v))
-	case h.ClientKeyFile != "":
-		path, err := repl.ReplaceOrErr(h.ClientKeyFile, true, true)
+	case cfg.ClientKeyFile != "":
+		path, err := repl.ReplaceOrErr(cfg.ClientKeyFile, true, true)
 		if err != nil {
 			return auth, fmt.Errorf("client_key_file: %v", err)
 		}

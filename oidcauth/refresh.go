@@ -10,6 +10,7 @@ import (
 
 	"go.uber.org/zap"
 
+	"github.com/oidcgate/caddy-oidc/internal/metrics"
 	"github.com/oidcgate/caddy-oidc/internal/provider"
 	"github.com/oidcgate/caddy-oidc/internal/sessionstore"
 	"github.com/oidcgate/caddy-oidc/internal/verify"
@@ -138,7 +139,12 @@ type recentRefresh struct {
 }
 
 func (g *refreshGroup) refresh(ctx context.Context, h *Handler, s *Session) (*Session, error) {
-	key := s.refreshToken
+	// The access token is part of the key: a provider that keeps the
+	// refresh token (Google answers refreshes without a new one) leaves
+	// the refreshed session with the same refresh token, and once its own
+	// access token is expiring it must be refreshed again, not handed the
+	// result that replaced the session before it.
+	key := s.refreshToken + "\x00" + s.accessToken
 	g.mu.Lock()
 	if g.inflight == nil {
 		g.inflight = make(map[string]*refreshCall)
@@ -194,12 +200,32 @@ func (g *refreshGroup) remember(key string, s *Session, now time.Time) {
 	g.recent[key] = recentRefresh{s, now}
 }
 
-// refreshTokens redeems the session's refresh token. A new ID token, if the
+// refreshTokens redeems the session's refresh token at its provider,
+// and counts and announces the result.
+func (h *Handler) refreshTokens(ctx context.Context, s *Session) (*Session, error) {
+	ns, err := h.redeemRefreshToken(ctx, s)
+	result := "ok"
+	switch {
+	case err == nil:
+	case errors.Is(err, ErrSessionEnded):
+		result = "ended"
+	default:
+		result = "failed"
+	}
+	metrics.Refreshes.WithLabelValues(s.provider.metricName(), result).Inc()
+	if err != nil {
+		h.emitSession(eventRefreshFailed, s, result)
+	}
+	return ns, err
+}
+
+// redeemRefreshToken redeems the session's refresh token at its provider. A new ID token, if the
 // provider sends one, is verified like the first (OpenID Connect Core 12.2)
 // and must be about the same subject. With Userinfo `refresh`, the
 // userinfo endpoint is asked again.
-func (h *Handler) refreshTokens(ctx context.Context, s *Session) (*Session, error) {
-	st, err := h.op.Get(ctx)
+func (h *Handler) redeemRefreshToken(ctx context.Context, s *Session) (*Session, error) {
+	p := s.provider
+	st, err := p.op.Get(ctx)
 	if err != nil {
 		return nil, err
 	}
@@ -219,7 +245,7 @@ func (h *Handler) refreshTokens(ctx context.Context, s *Session) (*Session, erro
 	ns := *s
 	ns.record = nil // not stored yet
 	ns.accessToken = tok.AccessToken
-	ns.tokenExpiry = h.accessTokenExpiry(tok.Expiry, tok.AccessToken, h.now())
+	ns.tokenExpiry = p.accessTokenExpiry(tok.Expiry, tok.AccessToken, h.now())
 	if tok.RefreshToken != "" {
 		ns.refreshToken = tok.RefreshToken
 	}
@@ -235,8 +261,8 @@ func (h *Handler) refreshTokens(ctx context.Context, s *Session) (*Session, erro
 		}
 		ns.rawIDToken = tok.IDToken
 	}
-	if h.Userinfo == userinfoRefresh {
-		info, err := h.userinfoOf(ctx, st, ns.subject, ns.accessToken, ns.rawIDToken)
+	if p.cfg.Userinfo == userinfoRefresh {
+		info, err := p.userinfoOf(ctx, st, ns.subject, ns.accessToken, ns.rawIDToken)
 		switch {
 		case errors.Is(err, errProviderUnavailable):
 			// The new tokens are kept (a rotated refresh token cannot be

@@ -89,8 +89,10 @@ func (ss *serverStore) load(ctx context.Context, id string, fresh bool) (*Sessio
 	if err != nil {
 		return nil, nil
 	}
-	s.owner, s.id, s.record = ss.owner, id, data
-	ss.owner.withIndexKeys(s)
+	if err := ss.owner.adopt(s); err != nil {
+		return nil, nil
+	}
+	s.id, s.record = id, data
 	ss.mu.Lock()
 	if len(ss.decoded) >= maxDecodedRecords {
 		n := maxDecodedRecords / 10 // an arbitrary tenth; a miss costs a decode
@@ -296,8 +298,8 @@ func (ss *serverStore) seal(s *Session) (sessionstore.Record, []byte, error) {
 	data := ss.keys.seal(plain, ss.recordAAD(s.id))
 	return sessionstore.Record{
 		Data:    data,
-		Subject: ss.owner.indexKey(s.subject),
-		SID:     ss.owner.indexKey(s.sid),
+		Subject: s.provider.indexKey(s.subject),
+		SID:     s.provider.indexKey(s.sid),
 		Expires: ss.expires(s),
 	}, data, nil
 }

@@ -40,8 +40,11 @@ type Session struct {
 	lastSeen     time.Time
 
 	// owner is the handler that loaded or created the session and can
-	// refresh and save it.
-	owner *Handler
+	// refresh and save it; provider is the provider it signed in with,
+	// named providerName ("" in the single-provider form).
+	owner        *Handler
+	provider     *oidcProvider
+	providerName string
 
 	// subjectKey, sidKey and signInKey stand for the subject, the provider
 	// session ID and the sign-in in the store's indexes and revocation
@@ -107,6 +110,10 @@ func (s *Session) RefreshToken() string { return s.refreshToken }
 
 // TokenExpiry is when the access token expires; zero if the provider did not say.
 func (s *Session) TokenExpiry() time.Time { return s.tokenExpiry }
+
+// Provider is the name of the provider the user signed in with, when the
+// site has several; "" otherwise.
+func (s *Session) Provider() string { return s.providerName }
 
 // CreatedAt is when the user signed in.
 func (s *Session) CreatedAt() time.Time { return s.createdAt }
@@ -195,13 +202,15 @@ var errSessionGone = errors.New("the session has ended")
 // few kilobytes of tokens costs tens of microseconds.
 //
 //	version byte | varint createdAt, lastSeen (Unix milliseconds), tokenExpiry (Unix seconds) |
-//	uvarint-length-prefixed subject, sid, ID token, access token, refresh token, sign-in ID, userinfo JSON
+//	uvarint-length-prefixed subject, sid, ID token, access token, refresh token, sign-in ID, userinfo JSON[, provider name]
 //
 // Claims are not stored: they are decoded again from the ID token and the
-// userinfo JSON. Records of versions 3 (without the sign-in ID) and 4
-// (without userinfo) are still read.
+// userinfo JSON. Records of versions 3 (without the sign-in ID), 4
+// (without userinfo) and 5 (without the provider name, which is still
+// written when there is no name: the single-provider form) are read.
 const (
-	storedSessionVersion   = 5
+	storedSessionVersion   = 6
+	storedSessionVersionV5 = 5
 	storedSessionVersionV4 = 4
 	storedSessionVersionV3 = 3
 )
@@ -212,8 +221,12 @@ func (s *Session) marshal() ([]byte, error) {
 		expiry = s.tokenExpiry.Unix()
 	}
 	b := make([]byte, 0, 1+3*binary.MaxVarintLen64+7*binary.MaxVarintLen32+
-		len(s.subject)+len(s.sid)+len(s.rawIDToken)+len(s.accessToken)+len(s.refreshToken)+len(s.signInID)+len(s.userinfoJSON))
-	b = append(b, storedSessionVersion)
+		len(s.subject)+len(s.sid)+len(s.rawIDToken)+len(s.accessToken)+len(s.refreshToken)+len(s.signInID)+len(s.userinfoJSON)+len(s.providerName))
+	version := byte(storedSessionVersion)
+	if s.providerName == "" {
+		version = storedSessionVersionV5
+	}
+	b = append(b, version)
 	b = binary.AppendVarint(b, s.createdAt.UnixMilli())
 	b = binary.AppendVarint(b, s.lastSeen.UnixMilli())
 	b = binary.AppendVarint(b, expiry)
@@ -223,6 +236,10 @@ func (s *Session) marshal() ([]byte, error) {
 	}
 	b = binary.AppendUvarint(b, uint64(len(s.userinfoJSON)))
 	b = append(b, s.userinfoJSON...)
+	if version >= storedSessionVersion {
+		b = binary.AppendUvarint(b, uint64(len(s.providerName)))
+		b = append(b, s.providerName...)
+	}
 	return b, nil
 }
 
@@ -246,12 +263,15 @@ func unmarshalSession(b []byte) (*Session, error) {
 	} else {
 		s.signInID = derivedSignInID(s.subject, s.sid, created)
 	}
-	if b[0] >= storedSessionVersion {
+	if b[0] >= storedSessionVersionV5 {
 		if u := rd.string(); u != "" {
 			s.userinfoJSON = []byte(u)
 		}
 	}
-	if rd.err != nil || len(rd.b) != 0 || s.signInID == "" {
+	if b[0] >= storedSessionVersion {
+		s.providerName = rd.string()
+	}
+	if rd.err != nil || len(rd.b) != 0 || s.signInID == "" || (b[0] >= storedSessionVersion && s.providerName == "") {
 		return nil, errors.New("malformed session record")
 	}
 	if expiry != 0 {
@@ -338,30 +358,6 @@ func jwtPayload(raw string) ([]byte, error) {
 		return nil, fmt.Errorf("decoding ID token payload: %v", err)
 	}
 	return payload, nil
-}
-
-// accessTokenExpiry is when an access token expires: what the token
-// response said, else a JWT's exp, else now plus the configured assumed
-// lifetime, else never (zero). A JWT's exp is read without verifying it:
-// it only decides when to refresh.
-func (h *Handler) accessTokenExpiry(said time.Time, accessToken string, now time.Time) time.Time {
-	if !said.IsZero() {
-		return said
-	}
-	if payload, err := jwtPayload(accessToken); err == nil {
-		var c struct {
-			Exp json.Number `json:"exp"`
-		}
-		if json.Unmarshal(payload, &c) == nil {
-			if sec, err := c.Exp.Int64(); err == nil && sec > 0 {
-				return time.Unix(sec, 0)
-			}
-		}
-	}
-	if h.AccessTokenLifetime > 0 {
-		return now.Add(time.Duration(h.AccessTokenLifetime))
-	}
-	return time.Time{}
 }
 
 // expired reports whether the session has outlived its absolute lifetime

@@ -68,6 +68,7 @@ func TestMemoryStoreCostsLittleMoreThanItsTokens(t *testing.T) {
 	tokenBytes := 0
 	for i := range sessions {
 		s := testSession(now, 700, 1200)
+		s.owner, s.provider = h, h.defaultProvider()
 		sessions[i] = s
 		tokenBytes += len(s.rawIDToken) + len(s.accessToken) + len(s.refreshToken)
 	}

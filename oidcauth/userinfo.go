@@ -19,13 +19,13 @@ const (
 	userinfoRefresh = "refresh"
 )
 
-// userinfoOf asks the provider's userinfo endpoint about the user (when it
-// has one and Userinfo is not off), resolves aggregated and distributed
+// userinfoOf asks p's userinfo endpoint about the user (when it has one
+// and Userinfo is not off), resolves aggregated and distributed
 // claims of the ID token and userinfo (when ClaimSources), and returns
 // those claims as one JSON object, or nil if there are none.
-func (h *Handler) userinfoOf(ctx context.Context, st *provider.State, subject, accessToken, rawIDToken string) ([]byte, error) {
+func (p *oidcProvider) userinfoOf(ctx context.Context, st *provider.State, subject, accessToken, rawIDToken string) ([]byte, error) {
 	var info []byte
-	if h.Userinfo != userinfoOff {
+	if p.cfg.Userinfo != userinfoOff {
 		var err error
 		info, err = st.UserInfo(ctx, accessToken, subject)
 		if err != nil && !errors.Is(err, provider.ErrNoUserinfo) {
@@ -33,7 +33,7 @@ func (h *Handler) userinfoOf(ctx context.Context, st *provider.State, subject, a
 		}
 	}
 	var resolved map[string]any
-	if h.ClaimSources {
+	if p.cfg.ClaimSources {
 		payload, err := jwtPayload(rawIDToken)
 		if err != nil {
 			return nil, err

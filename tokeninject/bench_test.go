@@ -40,8 +40,8 @@ func newChain(tb testing.TB, inject *Handler, next caddyhttp.HandlerFunc) *chain
 	tb.Cleanup(cancel)
 	c := &chain{
 		auth: &oidcauth.Handler{
-			Issuer: p.Issuer(), ClientID: "client", ClientSecret: p.ClientSecret(),
-			SessionKeys: []string{"AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA="},
+			ProviderConfig: oidcauth.ProviderConfig{Issuer: p.Issuer(), ClientID: "client", ClientSecret: p.ClientSecret()},
+			SessionKeys:    []string{"AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA="},
 		},
 		inject: inject,
 		next:   next,

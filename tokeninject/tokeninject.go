@@ -19,6 +19,7 @@ import (
 	"go.uber.org/zap"
 	"go.uber.org/zap/zapcore"
 
+	"github.com/oidcgate/caddy-oidc/internal/metrics"
 	"github.com/oidcgate/caddy-oidc/internal/origin"
 	"github.com/oidcgate/caddy-oidc/internal/substitute"
 	"github.com/oidcgate/caddy-oidc/oidcauth"
@@ -153,6 +154,9 @@ func (Handler) CaddyModule() caddy.ModuleInfo {
 // Provision sets defaults.
 func (h *Handler) Provision(ctx caddy.Context) (err error) {
 	h.logger = ctx.Logger()
+	if err := metrics.Register(ctx.GetMetricsRegistry()); err != nil {
+		return fmt.Errorf("registering metrics: %v", err)
+	}
 	if len(h.Placeholders) == 0 {
 		h.Placeholders = []string{DefaultPlaceholder}
 	}
@@ -282,6 +286,11 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request, next caddyht
 		}
 	}
 	if token == "" {
+		if session != nil && !from.Own() && !(from == origin.Unknown && h.AllowUnknownOrigin) {
+			countSubstitution(need, withheld)
+		} else {
+			countSubstitution(need, missing)
+		}
 		switch h.OnMissing {
 		case "reject":
 			h.logger.Debug("placeholder without an access token",
@@ -298,6 +307,9 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request, next caddyht
 		}
 	}
 	refreshed, _ := oidcauth.SessionFromRequest(r)
+	if token != "" {
+		countSubstitution(need, substituted)
+	}
 
 	if token != "" && !h.RedactResponse {
 		// The request copy and the guard of its response, in one allocation.

@@ -1,12 +1,18 @@
 // Command demo-api is the upstream API of the caddy-oidc demo. It checks the
 // bearer token each request carries against the OpenID provider's userinfo
-// endpoint and answers, as JSON, whether the token was valid and whom it
-// belongs to:
+// endpoint and answers, as JSON, whether the token was valid, whom it
+// belongs to, and what else the request brought:
 //
-//	{"valid": true, "sub": "demo-user", "email": "demo@example.com", "path": "/api/whoami", ...}
-//	{"valid": false, "error": "userinfo answered 401", "path": "/api/whoami"}
+//	{"valid": true, "sub": "demo-user", "email": "demo@example.com", "path": "/api/whoami",
+//	 "bearer": {"placeholder": false, "format": "opaque", "length": 120},
+//	 "forwarded_email": "demo@example.com", "id_token_forwarded": true, "id_token_sub": "demo-user",
+//	 "headers": ["Accept", "Authorization", ...]}
+//	{"valid": false, "error": "no bearer token", "path": "/api/whoami", ...}
 //
-// It never echoes, stores or logs the token or the Authorization header, so
+// "bearer" describes the token without quoting it: whether it is still a
+// placeholder ("<<...>>", which Caddy's token_inject did not replace), and
+// its shape and length. It never echoes, stores or logs the token, the
+// Authorization header or any other header's value but X-User-Email, so
 // the demo page can show its answers to show that the token worked without
 // ever seeing it.
 //
@@ -21,6 +27,7 @@ package main
 
 import (
 	"context"
+	"encoding/base64"
 	"encoding/json"
 	"errors"
 	"flag"
@@ -30,6 +37,7 @@ import (
 	"net/http"
 	"os"
 	"os/signal"
+	"slices"
 	"strings"
 	"sync"
 	"syscall"
@@ -84,26 +92,57 @@ type answer struct {
 	Error string `json:"error,omitempty"`
 	Path  string `json:"path"`
 
+	// Bearer describes the Authorization header's bearer token, if any.
+	Bearer *bearerShape `json:"bearer,omitempty"`
+
 	// What Caddy forwarded besides the token (see examples/Caddyfile): the
-	// X-User-Email header's value, and whether an X-ID-Token (a JWT) came
-	// along. The ID token is not echoed either, to keep the answer small.
+	// X-User-Email header's value, whether an X-ID-Token (a JWT) came
+	// along, and the sub in that JWT's payload, read without verifying it.
+	// The ID token is not echoed either, to keep the answer small.
 	ForwardedEmail   string `json:"forwarded_email,omitempty"`
 	IDTokenForwarded bool   `json:"id_token_forwarded"`
+	IDTokenSub       string `json:"id_token_sub,omitempty"`
+
+	// Headers names every request header that arrived, sorted; no values.
+	Headers []string `json:"headers"`
+}
+
+// bearerShape is what may be said about a bearer token without revealing it.
+type bearerShape struct {
+	// Placeholder is true when the token is still a "<<...>>" placeholder:
+	// nothing swapped the user's access token in.
+	Placeholder bool `json:"placeholder"`
+	// Format is "jwt" for a compact JWT, else "opaque".
+	Format string `json:"format"`
+	Length int    `json:"length"`
 }
 
 func (a *api) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+	idToken := r.Header.Get("X-ID-Token")
 	ans := answer{
 		Path:             r.URL.Path,
 		ForwardedEmail:   r.Header.Get("X-User-Email"),
-		IDTokenForwarded: strings.Count(r.Header.Get("X-ID-Token"), ".") == 2, // a compact JWT
+		IDTokenForwarded: isJWT(idToken),
+		IDTokenSub:       jwtSubject(idToken),
+		Headers:          headerNames(r.Header),
 	}
 	token, ok := bearer(r.Header.Get("Authorization"))
-	if !ok {
+	switch {
+	case !ok:
 		ans.Error = "no bearer token"
-	} else if claims, err := a.check(r.Context(), token); err != nil {
-		ans.Error = err.Error()
-	} else {
-		ans.Valid, ans.Sub, ans.Email = true, claims.Sub, claims.Email
+	case isPlaceholder(token):
+		ans.Bearer = &bearerShape{Placeholder: true, Format: "opaque", Length: len(token)}
+		ans.Error = "the bearer token is a placeholder, not an access token"
+	default:
+		ans.Bearer = &bearerShape{Format: "opaque", Length: len(token)}
+		if isJWT(token) {
+			ans.Bearer.Format = "jwt"
+		}
+		if claims, err := a.check(r.Context(), token); err != nil {
+			ans.Error = err.Error()
+		} else {
+			ans.Valid, ans.Sub, ans.Email = true, claims.Sub, claims.Email
+		}
 	}
 	// The log line names the request and the verdict, never the token.
 	log.Printf("%s %s: valid=%t sub=%q %s", r.Method, r.URL.Path, ans.Valid, ans.Sub, ans.Error)
@@ -111,6 +150,47 @@ func (a *api) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	w.Header().Set("Content-Type", "application/json")
 	w.Header().Set("Cache-Control", "no-store")
 	_ = json.NewEncoder(w).Encode(ans)
+}
+
+// isPlaceholder tells whether token is a "<<NAME>>" placeholder string,
+// such as token_inject's default <<APPSMITH_USER_OAUTH2_ACCESS_TOKEN>>.
+func isPlaceholder(token string) bool {
+	return len(token) > 4 && strings.HasPrefix(token, "<<") && strings.HasSuffix(token, ">>")
+}
+
+// isJWT tells whether s has the shape of a compact JWT.
+func isJWT(s string) bool {
+	return strings.Count(s, ".") == 2
+}
+
+// jwtSubject returns the sub claim of a compact JWT's payload, without
+// verifying the JWT, or "" when there is none.
+func jwtSubject(s string) string {
+	parts := strings.Split(s, ".")
+	if len(parts) != 3 {
+		return ""
+	}
+	payload, err := base64.RawURLEncoding.DecodeString(parts[1])
+	if err != nil {
+		return ""
+	}
+	var claims struct {
+		Sub string `json:"sub"`
+	}
+	if json.Unmarshal(payload, &claims) != nil {
+		return ""
+	}
+	return claims.Sub
+}
+
+// headerNames returns the names of h's headers, sorted.
+func headerNames(h http.Header) []string {
+	names := make([]string, 0, len(h))
+	for name := range h {
+		names = append(names, name)
+	}
+	slices.Sort(names)
+	return names
 }
 
 // bearer returns the token of an "Authorization: Bearer <token>" header.

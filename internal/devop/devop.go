@@ -8,7 +8,7 @@
 // a fixed, public value: never expose it beyond a developer's machine or a
 // test.
 //
-// Five things differ from the plain example:
+// Six things differ from the plain example:
 //
 //   - The client authenticates the way Config.ClientAuthMethod says
 //     (client_secret_basic, client_secret_post, or private_key_jwt with a
@@ -30,6 +30,8 @@
 //     userinfo endpoint, in JWT access tokens and in introspection answers,
 //     as providers put group memberships there, so an example can gate an
 //     area on a group.
+//   - The login page shows the demo user's username and password above
+//     the form, so that someone trying the demo knows what to type.
 //
 // Each Server has its own client table, so several may run in one process.
 package devop
@@ -225,7 +227,7 @@ func New(cfg Config) (*Server, error) {
 		issuer: issuer,
 		auth:   auth,
 		srv: &http.Server{
-			Handler:           auth.enforce(router),
+			Handler:           auth.enforce(showDemoAccount(router)),
 			ReadHeaderTimeout: 10 * time.Second,
 		},
 		served: make(chan struct{}),

@@ -202,6 +202,13 @@ func fits(k jose.JSONWebKey, alg string) bool {
 	return false
 }
 
+// Load fetches the keys if they never were, and reports whether the set
+// has keys: ErrUnavailable if they cannot be had.
+func (s *Set) Load(ctx context.Context) error {
+	_, err := s.current(ctx)
+	return err
+}
+
 // current returns the keys, fetching them first if they never were.
 func (s *Set) current(ctx context.Context) ([]jose.JSONWebKey, error) {
 	s.mu.Lock()

@@ -34,6 +34,51 @@ func FromMaps(sets ...map[string]any) Claims {
 	}
 }
 
+// providerPath is the path under which WithProvider's claims answer the
+// provider's name; no claim path can be it.
+const providerPath = "\x00provider"
+
+// WithProvider returns c, which also knows the provider the claims are of.
+func WithProvider(c Claims, name string) Claims {
+	return func(path string) (any, bool) {
+		if path == providerPath {
+			return name, true
+		}
+		return c(path)
+	}
+}
+
+// HasProvider reports whether c are of one of the named providers.
+func HasProvider(c Claims, names []string) bool {
+	v, ok := c(providerPath)
+	if !ok {
+		return false
+	}
+	name, _ := v.(string)
+	for _, n := range names {
+		if n == name {
+			return true
+		}
+	}
+	return false
+}
+
+// Providers returns the provider names the rules name.
+func (s *Set) Providers() []string {
+	if s == nil {
+		return nil
+	}
+	var names []string
+	for _, rs := range [][]Rule{s.Allow, s.Deny} {
+		for _, r := range rs {
+			for _, c := range r.Conditions {
+				names = append(names, c.Provider...)
+			}
+		}
+	}
+	return names
+}
+
 // Condition is one line of a rule. Exactly one of its forms is set.
 type Condition struct {
 	// Email: the email claim is one of these addresses (compared without
@@ -52,6 +97,9 @@ type Condition struct {
 	// element that does.
 	ClaimRegexp string `json:"claim_regexp,omitempty"`
 	Pattern     string `json:"pattern,omitempty"`
+	// Provider: the user signed in through (or the bearer token is of) one
+	// of these providers, by their names in oidc_auth's providers.
+	Provider []string `json:"provider,omitempty"`
 
 	re *regexp.Regexp
 }
@@ -92,13 +140,13 @@ func (s *Set) Compile() error {
 
 func (c *Condition) compile() error {
 	forms := 0
-	for _, set := range []bool{len(c.Email) > 0, len(c.EmailDomain) > 0, c.Claim != "", c.ClaimRegexp != ""} {
+	for _, set := range []bool{len(c.Email) > 0, len(c.EmailDomain) > 0, c.Claim != "", c.ClaimRegexp != "", len(c.Provider) > 0} {
 		if set {
 			forms++
 		}
 	}
 	if forms != 1 {
-		return fmt.Errorf("want exactly one of email, email_domain, claim, claim_regexp")
+		return fmt.Errorf("want exactly one of email, email_domain, claim, claim_regexp, provider")
 	}
 	switch {
 	case c.Claim != "" && len(c.Values) == 0:
@@ -172,6 +220,8 @@ func (cond *Condition) Holds(c Claims) bool {
 	case cond.Claim != "":
 		v, ok := c(cond.Claim)
 		return ok && MatchesValues(v, cond.Values)
+	case len(cond.Provider) > 0:
+		return HasProvider(c, cond.Provider)
 	case cond.ClaimRegexp != "":
 		v, ok := c(cond.ClaimRegexp)
 		if !ok || cond.re == nil {

@@ -12,6 +12,16 @@ import (
 
 	"github.com/redis/go-redis/v9"
 	"go.uber.org/zap"
+
+	"github.com/oidcgate/caddy-oidc/internal/metrics"
+)
+
+// The local cache's counters, resolved once: they are on every request's
+// path.
+var (
+	cacheHits          = metrics.RedisCache.WithLabelValues("hit")
+	cacheMisses        = metrics.RedisCache.WithLabelValues("miss")
+	cacheInvalidations = metrics.RedisCache.WithLabelValues("invalidation")
 )
 
 // DefaultLocalCacheTTL is how long a value read from Redis may be served
@@ -140,6 +150,7 @@ func (c *localCache) fill(key string, t cacheTicket, val []byte, found bool, ptt
 // invalidate drops key, and makes reads of its slot already under way
 // discard what they read.
 func (c *localCache) invalidate(key string) {
+	cacheInvalidations.Inc()
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	delete(c.entries, key)
@@ -247,6 +258,37 @@ func (r *Redis) watchInvalidations(ctx context.Context) {
 	}
 }
 
+// Cache states, as Health reports them.
+const (
+	CacheOff  = "off"  // no local cache is configured
+	CacheUp   = "up"   // the invalidation subscription is confirmed
+	CacheDown = "down" // it is not: every read goes to Redis
+)
+
+// Health PINGs Redis (a Cluster: every master) and reports the
+// local cache's state.
+func (r *Redis) Health(ctx context.Context) (cache string, err error) {
+	ctx, cancel := r.op(ctx)
+	defer cancel()
+	if cc, ok := r.c.(*redis.ClusterClient); ok {
+		err = cc.ForEachMaster(ctx, func(ctx context.Context, c *redis.Client) error { return c.Ping(ctx).Err() })
+	} else {
+		err = r.c.Ping(ctx).Err()
+	}
+	switch {
+	case r.cache == nil:
+		cache = CacheOff
+	case r.cache.isLive():
+		cache = CacheUp
+	default:
+		cache = CacheDown
+	}
+	if err != nil {
+		err = unavailable(err)
+	}
+	return cache, err
+}
+
 // CacheLive returns a channel closed once the local cache is in use (its
 // subscription confirmed), or nil if the cache is off.
 func (r *Redis) CacheLive() <-chan struct{} {
@@ -271,8 +313,10 @@ func (r *Redis) cachedGet(ctx context.Context, keepAbsent bool, keys ...string) 
 			misses = append(misses, i)
 		} else if v, f, ok := r.cache.get(k); ok {
 			vals[i], found[i] = v, f
+			cacheHits.Inc()
 		} else {
 			misses = append(misses, i)
+			cacheMisses.Inc()
 		}
 	}
 	if len(misses) == 0 {

@@ -125,6 +125,9 @@ func (p *Provider) audienceLocked(sid string) []string {
 // newAccessToken makes the access token of a grant, in the configured
 // format, and remembers it for introspection.
 func (p *Provider) newAccessToken(g grant, scope string, ttl time.Duration) (string, error) {
+	if tok, ok, err := p.profileAccessToken(g, scope, ttl); ok || err != nil {
+		return tok, err
+	}
 	now := time.Now()
 	p.mu.Lock()
 	format := p.at.format

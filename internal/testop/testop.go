@@ -222,6 +222,7 @@ type Provider struct {
 	tokenTTL       time.Duration
 	pause          *tokenPause // armed by PauseTokenEndpoint
 	clientAuth     clientAuthRecord
+	profile        *profileRules    // a provider's documented shape; see profiles.go
 	at             accessTokenState // accesstoken.go, introspect.go
 }
 
@@ -233,6 +234,8 @@ type grant struct {
 	sid      string
 	nonce    string // of the sign-in; see TokenResponseShape.RepeatNonce
 	authTime time.Time
+
+	profileGrant // what a profile decided at authorization; see profiles.go
 }
 
 type authCode struct {
@@ -247,6 +250,8 @@ type accessToken struct {
 	subject string
 	scope   string
 	expires time.Time
+
+	audience string // of a JWT access token; "" for an opaque one
 }
 
 // tokenPause holds one token request; see [Provider.PauseTokenEndpoint].
@@ -320,6 +325,9 @@ func New(cfg Config) (*Provider, error) {
 		return nil, err
 	}
 	var handler http.Handler = p.middleware(mux)
+	if cfg.IssuerPath == "/" { // an issuer with a trailing slash, as Auth0's
+		p.issuer += "/"
+	}
 	if prefix := strings.TrimSuffix(cfg.IssuerPath, "/"); prefix != "" {
 		p.issuer += "/" + strings.TrimPrefix(cfg.IssuerPath, "/")
 		handler = http.StripPrefix("/"+strings.TrimPrefix(prefix, "/"), handler)
@@ -769,6 +777,7 @@ func (p *Provider) handleAuthorize(w http.ResponseWriter, r *http.Request) {
 		codeChallenge: q.Get("code_challenge"),
 		expires:       time.Now().Add(codeTTL),
 	}
+	p.codes[code].profileGrant = p.profile.decide(q)
 	p.mu.Unlock()
 	reply.Set("code", code)
 	p.addSessionState(reply)
@@ -831,8 +840,11 @@ func (p *Provider) refreshGrant(w http.ResponseWriter, form url.Values, m Misbeh
 	rt := form.Get("refresh_token")
 	p.mu.Lock()
 	g, ok := p.refreshTokens[rt]
-	if ok {
+	if ok && !p.profile.keepsRefreshTokens() {
 		delete(p.refreshTokens, rt) // rotation: the old token is spent
+		p.profile.spendLocked(rt, g.sid)
+	} else if !ok {
+		p.profile.reusedLocked(p, rt)
 	}
 	p.mu.Unlock()
 	if !ok || g.clientID != p.cfg.ClientID {
@@ -886,10 +898,14 @@ func (p *Provider) issueTokens(w http.ResponseWriter, g grant, nonce, scope stri
 		return
 	}
 	refreshToken := randomString(43)
+	withRefresh := p.profile.issuesRefreshToken(g, refresh)
 	p.mu.Lock()
-	p.accessTokens[access] = accessToken{subject: g.subject, scope: scope, expires: time.Now().Add(ttl)}
-	p.refreshTokens[refreshToken] = g
-	p.issued = append(p.issued, access, refreshToken)
+	p.accessTokens[access] = accessToken{subject: g.subject, scope: scope, expires: time.Now().Add(ttl), audience: g.audience}
+	p.issued = append(p.issued, access)
+	if withRefresh {
+		p.refreshTokens[refreshToken] = g
+		p.issued = append(p.issued, refreshToken)
+	}
 	p.mu.Unlock()
 
 	resp := map[string]any{
@@ -898,6 +914,9 @@ func (p *Provider) issueTokens(w http.ResponseWriter, g grant, nonce, scope stri
 		"expires_in":    int64(ttl / time.Second),
 		"refresh_token": refreshToken,
 		"scope":         scope,
+	}
+	if !withRefresh {
+		delete(resp, "refresh_token")
 	}
 	p.shapeTokenResponse(resp)
 	// Like real providers, only OpenID requests get an ID token.

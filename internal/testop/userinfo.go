@@ -124,7 +124,7 @@ func (p *Provider) handleUserinfo(w http.ResponseWriter, r *http.Request) {
 	}
 	scheme, tok, _ := strings.Cut(r.Header.Get("Authorization"), " ")
 	at, ok := p.lookupAccessToken(tok)
-	if !strings.EqualFold(scheme, "Bearer") || !ok || m == UserinfoUnauthorized {
+	if !strings.EqualFold(scheme, "Bearer") || !ok || m == UserinfoUnauthorized || !p.profile.userinfoAccepts(at) {
 		w.Header().Set("WWW-Authenticate", `Bearer error="invalid_token"`)
 		oauthError(w, http.StatusUnauthorized, "invalid_token", "")
 		return
