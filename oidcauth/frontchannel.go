@@ -103,10 +103,6 @@ var frontchannelTemplate = template.Must(template.New("frontchannel").Parse(`<!d
 `))
 
 func (h *Handler) frontchannelPage(w http.ResponseWriter, status int) error {
-	hdr := w.Header()
-	hdr.Set("Content-Type", "text/html; charset=utf-8")
-	hdr.Set("X-Content-Type-Options", "nosniff")
-	hdr.Set("Content-Security-Policy", "default-src 'none'")
-	w.WriteHeader(status)
-	return frontchannelTemplate.Execute(w, status)
+	// Meant to be framed by the provider's logout page.
+	return writePage(w, status, frontchannelTemplate, "default-src 'none'", false, status)
 }

@@ -53,14 +53,25 @@ func (h *Handler) errorPage(w http.ResponseWriter, r *http.Request, status int, 
 		writeJSON(w, status, body)
 		return nil
 	}
-	hdr.Set("Content-Type", "text/html; charset=utf-8")
-	hdr.Set("X-Content-Type-Options", "nosniff")
-	hdr.Set("Content-Security-Policy", "default-src 'none'; style-src 'unsafe-inline'")
-	w.WriteHeader(status)
-	return errorTemplate.Execute(w, struct {
+	return writePage(w, status, errorTemplate, "default-src 'none'; style-src 'unsafe-inline'", false, struct {
 		Title, Detail, Retry string
 		Status               int
 	}{title, detail, retryURL, status})
+}
+
+// writePage answers with page t, executed with data, under the content
+// security policy csp; a page that must not be framed says so the old way
+// too (X-Frame-Options), for browsers without frame-ancestors.
+func writePage(w http.ResponseWriter, status int, t *template.Template, csp string, denyFraming bool, data any) error {
+	hdr := w.Header()
+	hdr.Set("Content-Type", "text/html; charset=utf-8")
+	hdr.Set("X-Content-Type-Options", "nosniff")
+	if denyFraming {
+		hdr.Set("X-Frame-Options", "DENY")
+	}
+	hdr.Set("Content-Security-Policy", csp)
+	w.WriteHeader(status)
+	return t.Execute(w, data)
 }
 
 func prefersJSON(r *http.Request) bool {
@@ -96,12 +107,7 @@ func (h *Handler) logoutConfirmation(w http.ResponseWriter, r *http.Request, rd 
 		})
 		return nil
 	}
-	hdr.Set("Content-Type", "text/html; charset=utf-8")
-	hdr.Set("X-Content-Type-Options", "nosniff")
-	hdr.Set("X-Frame-Options", "DENY")
-	hdr.Set("Content-Security-Policy", "default-src 'none'; style-src 'unsafe-inline'; form-action 'self'; frame-ancestors 'none'")
-	w.WriteHeader(status)
-	return logoutTemplate.Execute(w, struct {
+	return writePage(w, status, logoutTemplate, "default-src 'none'; style-src 'unsafe-inline'; form-action 'self'; frame-ancestors 'none'", true, struct {
 		Action  string
 		Refused bool
 	}{action, status != http.StatusOK})
@@ -181,12 +187,7 @@ func (h *Handler) chooseProvider(w http.ResponseWriter, r *http.Request, rd stri
 		writeJSON(w, status, map[string]any{"providers": entries})
 		return nil
 	}
-	hdr.Set("Content-Type", "text/html; charset=utf-8")
-	hdr.Set("X-Content-Type-Options", "nosniff")
-	hdr.Set("X-Frame-Options", "DENY")
-	hdr.Set("Content-Security-Policy", "default-src 'none'; style-src 'unsafe-inline'; frame-ancestors 'none'")
-	w.WriteHeader(status)
-	return chooserTemplate.Execute(w, struct {
+	return writePage(w, status, chooserTemplate, "default-src 'none'; style-src 'unsafe-inline'; frame-ancestors 'none'", true, struct {
 		Providers []chooserEntry
 		Unknown   bool
 	}{entries, status != http.StatusOK})
