@@ -409,17 +409,9 @@ func (p *Provider) signAccessToken(c map[string]any, header map[string]any, faul
 		}
 		opts = opts.WithHeader(jose.HeaderKey(k), v)
 	}
-	signer, err := jose.NewSigner(key, opts)
+	tok, err := signWithOptions(payload, key, opts)
 	if err != nil {
-		return "", fmt.Errorf("testop: signer: %w", err)
-	}
-	jws, err := signer.Sign(payload)
-	if err != nil {
-		return "", fmt.Errorf("testop: signing: %w", err)
-	}
-	tok, err := jws.CompactSerialize()
-	if err != nil {
-		return "", fmt.Errorf("testop: serializing: %w", err)
+		return "", err
 	}
 	if fault == AccessTokenBadSignature {
 		tok = corruptSignature(tok)

@@ -288,6 +288,12 @@ func signJWS(payload []byte, key jose.SigningKey, typ string) (string, error) {
 	if typ != "" {
 		opts = opts.WithType(jose.ContentType(typ))
 	}
+	return signWithOptions(payload, key, opts)
+}
+
+// signWithOptions signs payload with key and the header opts give, as a
+// compact JWS.
+func signWithOptions(payload []byte, key jose.SigningKey, opts *jose.SignerOptions) (string, error) {
 	signer, err := jose.NewSigner(key, opts)
 	if err != nil {
 		return "", fmt.Errorf("testop: signer: %w", err)
