@@ -181,7 +181,12 @@ var b64TokenChars = func() (t [256]bool) {
 
 // errBearerRefused is a token that is not valid here (expired, another
 // API's, unknown, inactive): 401 invalid_token.
-type errBearerRefused struct{ reason string }
+type errBearerRefused struct {
+	reason string
+	// scope: the token is valid but does not grant a scope this API
+	// requires: 403 insufficient_scope (RFC 6750 3.1).
+	scope bool
+}
 
 func (e errBearerRefused) Error() string { return e.reason }
 
@@ -197,7 +202,7 @@ func (h *Handler) authenticateBearer(r *http.Request, token string) (*bearerIden
 		if h.several() {
 			var ok bool
 			if p, ok = h.providerOfIssuer(unverifiedIssuer(token)); !ok {
-				return nil, errBearerRefused{"the token is of no configured provider"}
+				return nil, errBearerRefused{reason: "the token is of no configured provider"}
 			}
 		}
 		st, err := p.op.Get(r.Context())
@@ -207,33 +212,33 @@ func (h *Handler) authenticateBearer(r *http.Request, token string) (*bearerIden
 		return h.verifyJWT(r, p, st, token)
 	}
 	if !b.Introspect {
-		return nil, errBearerRefused{"the token is not a JWT access token for this API"}
+		return nil, errBearerRefused{reason: "the token is not a JWT access token for this API"}
 	}
 	p, in, err := h.introspect(r, token)
 	if err != nil {
 		return nil, err
 	}
 	if !in.Active {
-		return nil, errBearerRefused{"the provider says the token is not active"}
+		return nil, errBearerRefused{reason: "the provider says the token is not active"}
 	}
 	if !in.Expiry.IsZero() && !h.now().Before(in.Expiry) {
-		return nil, errBearerRefused{"the token has expired"}
+		return nil, errBearerRefused{reason: "the token has expired"}
 	}
 	// aud is optional in an introspection answer (RFC 7662 2.2): when
 	// there, it must name this API; when not, the provider vouched for
 	// the token to this client, as Zitadel does only for a client in the
 	// token's audience.
 	if aud, ok := in.Claims["aud"]; ok && len(b.Audience) > 0 && !audienceIn(aud, b.Audience) {
-		return nil, errBearerRefused{"the token is not for this resource"}
+		return nil, errBearerRefused{reason: "the token is not for this resource"}
 	}
 	granted := verify.Scopes(in.Claims)
 	for _, want := range b.Scopes {
 		if !containsString(granted, want) {
-			return nil, errBearerRefused{fmt.Sprintf("the token does not grant scope %q", truncate(want, 100))}
+			return nil, errBearerRefused{reason: fmt.Sprintf("the token does not grant scope %q", truncate(want, 100)), scope: true}
 		}
 	}
 	if in.Subject == "" {
-		return nil, errBearerRefused{"the introspection answer names no subject"}
+		return nil, errBearerRefused{reason: "the introspection answer names no subject"}
 	}
 	return &bearerIdentity{token: token, subject: in.Subject, claims: in.Claims, claimsJSON: in.ClaimsJSON, provider: p}, nil
 }
@@ -249,7 +254,7 @@ func (h *Handler) verifyJWT(r *http.Request, p *oidcProvider, st *provider.State
 		if verify.Reason(err) == "keys_unavailable" {
 			return nil, fmt.Errorf("%w: %v", errProviderUnavailable, err)
 		}
-		return nil, errBearerRefused{err.Error()}
+		return nil, errBearerRefused{reason: err.Error(), scope: verify.Reason(err) == "scope"}
 	}
 	id := &bearerIdentity{token: token, subject: at.Subject, claims: at.Claims, claimsJSON: at.ClaimsJSON, provider: p}
 	b.verified.put(token, verifiedToken{id: id, expiry: at.Expiry, until: now.Add(verifiedTokenTTL)}, now)
@@ -435,6 +440,21 @@ func (h *Handler) bearerChallenge(w http.ResponseWriter, r *http.Request, descri
 	return nil
 }
 
+// insufficientScope answers a valid token that does not grant every scope
+// the API requires: 403 with the scopes to ask for (RFC 6750 3.1).
+func (h *Handler) insufficientScope(w http.ResponseWriter, r *http.Request) error {
+	const description = "the access token does not grant the scopes this API requires"
+	metadata := requestOrigin(r) + h.Bearer.MetadataPath
+	w.Header().Set("WWW-Authenticate", fmt.Sprintf(`Bearer realm=%q, error="insufficient_scope", error_description=%q, scope=%q, resource_metadata=%q`,
+		strings.ReplaceAll(r.Host, `"`, ""), description, strings.Join(h.Bearer.Scopes, " "), metadata))
+	writeJSON(w, http.StatusForbidden, map[string]string{
+		"error":             "insufficient_scope",
+		"error_description": description,
+		"scope":             strings.Join(h.Bearer.Scopes, " "),
+	})
+	return nil
+}
+
 // serveResourceMetadata answers with this API's OAuth 2.0 protected
 // resource metadata (RFC 9728 2): which authorization server issues its
 // tokens and how they are sent.
@@ -496,6 +516,9 @@ func (h *Handler) serveBearer(w http.ResponseWriter, r *http.Request, token stri
 	case errors.As(err, &refused):
 		h.logger.Info("bearer token refused", zap.String("reason", refused.reason))
 		metrics.BearerTokens.WithLabelValues("refused").Inc()
+		if refused.scope {
+			return h.insufficientScope(w, r)
+		}
 		return h.bearerChallenge(w, r, "the access token is not valid here")
 	case err != nil:
 		h.logger.Warn("bearer token could not be checked", zap.Error(err))

@@ -143,13 +143,33 @@ func TestBearerTypIsCheckedOnlyWhenRequired(t *testing.T) {
 	}
 }
 
+// TestBearerRequiresConfiguredScopes (RFC 6750 3.1): a valid token that
+// does not grant a required scope gets 403 insufficient_scope naming the
+// scopes to ask for, whether it is a JWT or introspected.
 func TestBearerRequiresConfiguredScopes(t *testing.T) {
-	h, p := bearerHandler(t, &Handler{}, &BearerConfig{Audience: []string{testAPI}, Scopes: []string{"orders:read"}})
-	if _, passed := serve(t, h, apiRequest("Bearer "+mint(t, p, testop.AccessTokenSpec{Scope: "openid orders:read"}))); passed == nil {
-		t.Error("a token granting the scope was refused")
+	h, p := bearerHandler(t, &Handler{}, &BearerConfig{Audience: []string{testAPI}, Scopes: []string{"orders:read", "orders:list"}, Introspect: true})
+	if _, passed := serve(t, h, apiRequest("Bearer "+mint(t, p, testop.AccessTokenSpec{Scope: "openid orders:read orders:list"}))); passed == nil {
+		t.Error("a token granting the scopes was refused")
 	}
-	rec, passed := serve(t, h, apiRequest("Bearer "+mint(t, p, testop.AccessTokenSpec{Scope: "openid orders:write"})))
-	assertChallenge(t, rec, passed, "http://example.com/.well-known/oauth-protected-resource")
+	for name, tok := range map[string]string{
+		"JWT":          mint(t, p, testop.AccessTokenSpec{Scope: "openid orders:read orders:write"}),
+		"introspected": p.MintOpaqueAccessToken(testop.AccessTokenSpec{Audience: []string{testAPI}, Scope: "openid orders:write"}),
+	} {
+		rec, passed := serve(t, h, apiRequest("Bearer "+tok))
+		if passed != nil {
+			t.Fatalf("%s: a token without the scopes was let through", name)
+		}
+		www := rec.Header().Get("WWW-Authenticate")
+		for _, want := range []string{`Bearer `, `error="insufficient_scope"`, `scope="orders:read orders:list"`, `resource_metadata="http://example.com/.well-known/oauth-protected-resource"`} {
+			if rec.Code != http.StatusForbidden || !strings.Contains(www, want) {
+				t.Errorf("%s: %d, WWW-Authenticate %q, want 403 with %s", name, rec.Code, www, want)
+			}
+		}
+		var body map[string]string
+		if err := json.Unmarshal(rec.Body.Bytes(), &body); err != nil || body["error"] != "insufficient_scope" {
+			t.Errorf("%s: body %s, want JSON with error insufficient_scope", name, rec.Body)
+		}
+	}
 }
 
 func TestBearerTokenRefusedOnceExpiredAfterItWasAccepted(t *testing.T) {
