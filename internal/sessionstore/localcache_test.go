@@ -9,6 +9,7 @@ import (
 	"testing"
 	"time"
 
+	dto "github.com/prometheus/client_model/go"
 	"github.com/redis/go-redis/v9"
 	"go.uber.org/zap"
 	"go.uber.org/zap/zaptest/observer"
@@ -261,5 +262,46 @@ func TestRedisLocalCacheKeepsNoAbsentRecords(t *testing.T) {
 	r.cache.mu.RUnlock()
 	if n != 0 {
 		t.Fatalf("%d cache entries after looking up absent records", n)
+	}
+}
+
+// TestRedisLocalCacheIsCounted: caddy_oidc_redis_local_cache_total counts
+// each lookup as a hit or a miss, and each invalidation another instance
+// announces.
+func TestRedisLocalCacheIsCounted(t *testing.T) {
+	addrs := []string{redistest.Start(t).Addr()}
+	a := cachedRedis(t, addrs, time.Minute)
+	b := cachedRedis(t, addrs, time.Minute)
+	ctx := context.Background()
+	exp := time.Now().Add(time.Hour)
+	value := func(c interface{ Write(*dto.Metric) error }) float64 {
+		var m dto.Metric
+		if err := c.Write(&m); err != nil {
+			t.Fatal(err)
+		}
+		return m.GetCounter().GetValue()
+	}
+	// The write's own announcement reaches both instances; once it has,
+	// nothing else drops what a reads.
+	before := value(cacheInvalidations)
+	if err := b.Put(ctx, "c", rec("v1", "u", "", exp)); err != nil {
+		t.Fatal(err)
+	}
+	eventually(t, "the write's announcement", func() bool { return value(cacheInvalidations) >= before+2 })
+	h0, m0 := value(cacheHits), value(cacheMisses)
+	mustGet(t, a, "c")
+	mustGet(t, a, "c")
+	if h, m := value(cacheHits)-h0, value(cacheMisses)-m0; h != 1 || m != 1 {
+		t.Fatalf("two reads of a record: %v hits, %v misses; want 1 and 1", h, m)
+	}
+	i0 := value(cacheInvalidations)
+	if err := b.Put(ctx, "c", rec("v2", "u", "", exp)); err != nil {
+		t.Fatal(err)
+	}
+	eventually(t, "the invalidation", func() bool { return value(cacheInvalidations) > i0 })
+	m1 := value(cacheMisses)
+	eventually(t, "the changed record", func() bool { return string(mustGet(t, a, "c").Data) == "v2" })
+	if value(cacheMisses) <= m1 {
+		t.Fatal("the read after an invalidation was not counted as a miss")
 	}
 }

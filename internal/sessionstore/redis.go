@@ -175,6 +175,7 @@ func (r *Redis) Get(ctx context.Context, id string) (Record, error) {
 		return r.get(ctx, key)
 	}
 	if b, found, ok := r.cache.get(key); ok && found {
+		cacheHits.Inc()
 		return Record{Data: b}, nil
 	}
 	b, found, err := r.cachedGet(ctx, false, key)
