@@ -13,6 +13,7 @@ import (
 	"go.uber.org/zap"
 	"go.uber.org/zap/zaptest/observer"
 
+	"github.com/oidcgate/caddy-oidc/internal/metrics"
 	"github.com/oidcgate/caddy-oidc/internal/rules"
 	"github.com/oidcgate/caddy-oidc/internal/testop"
 )
@@ -669,5 +670,43 @@ func TestClaimMatcher(t *testing.T) {
 	anonymous := caddyRequest(httptest.NewRequest(http.MethodGet, "http://example.com/", nil))
 	if (MatchClaim{Claim: "groups", Values: []string{"admins"}}).Match(anonymous) {
 		t.Error("a request without a user matched")
+	}
+}
+
+// TestBearerResultsAreCounted: caddy_oidc_bearer_tokens_total counts each
+// bearer request by result, the cached ones too, and
+// caddy_oidc_introspection_cache_total each introspection lookup.
+func TestBearerResultsAreCounted(t *testing.T) {
+	h, p := bearerHandler(t, &Handler{
+		Allow: []rules.Rule{{Conditions: []rules.Condition{{Claim: "realm_access.roles", Values: []string{"api-user"}}}}},
+	}, &BearerConfig{Audience: []string{testAPI}, Introspect: true})
+	admitted := map[string]any{"realm_access": map[string]any{"roles": []string{"api-user"}}}
+	result := func(r string) float64 { return counterValue(t, metrics.BearerTokens.WithLabelValues(r)) }
+	cache := func(r string) float64 { return counterValue(t, metrics.IntrospectionCache.WithLabelValues(r)) }
+	before := map[string]float64{}
+	for _, r := range []string{"accepted", "refused", "denied", "unavailable", "hit", "miss"} {
+		before[r] = result(r) + cache(r)
+	}
+	jwt := mint(t, p, testop.AccessTokenSpec{Claims: admitted})
+	opaque := p.MintOpaqueAccessToken(testop.AccessTokenSpec{Audience: []string{testAPI}, Claims: admitted})
+	for _, tok := range []string{jwt, jwt, opaque, opaque} { // the second of each from a cache
+		if _, passed := serve(t, h, apiRequest("Bearer "+tok)); passed == nil {
+			t.Fatal("an admitted token was refused")
+		}
+	}
+	serve(t, h, apiRequest("Bearer "+mint(t, p, testop.AccessTokenSpec{})))                                 // no role: denied
+	serve(t, h, apiRequest("Bearer "+mint(t, p, testop.AccessTokenSpec{Fault: testop.AccessTokenExpired}))) // refused
+	p.SetDown(true)
+	serve(t, h, apiRequest("Bearer "+p.MintOpaqueAccessToken(testop.AccessTokenSpec{Audience: []string{testAPI}}))) // unavailable
+	p.SetDown(false)
+	for r, want := range map[string]float64{"accepted": 4, "denied": 1, "refused": 1, "unavailable": 1} {
+		if got := result(r) - before[r]; got != want {
+			t.Errorf("bearer_tokens_total{result=%q} went up by %v, want %v", r, got, want)
+		}
+	}
+	for r, want := range map[string]float64{"hit": 1, "miss": 2} {
+		if got := cache(r) - before[r]; got != want {
+			t.Errorf("introspection_cache_total{result=%q} went up by %v, want %v", r, got, want)
+		}
 	}
 }
